@@ -1,0 +1,19 @@
+"""Granula's Dagster definitions: the status asset, its job, the inbox sensor, the resource."""
+
+from dagster import Definitions
+
+from granula_pipeline.defs.ingest import file_status, ingest_file
+from granula_pipeline.defs.resources import GranulaResource
+from granula_pipeline.defs.sensors import inbox_sensor
+
+
+def build_definitions(granula: GranulaResource) -> Definitions:
+    return Definitions(
+        assets=[file_status],
+        jobs=[ingest_file],
+        sensors=[inbox_sensor],
+        resources={"granula": granula},
+    )
+
+
+defs = build_definitions(GranulaResource())

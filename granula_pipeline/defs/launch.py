@@ -1,0 +1,61 @@
+"""Register a file as a partition and run `ingest_file` for it, as the CLI and tests do."""
+
+from pathlib import Path
+
+import psycopg
+from dagster import DagsterInstance, ExecuteInProcessResult
+
+from granula_pipeline.definitions import build_definitions
+from granula_pipeline.defs.ingest import ingest_file
+from granula_pipeline.defs.partitions import inbox_partitions
+from granula_pipeline.defs.resources import GranulaResource
+from granula_pipeline.defs.sensors import run_tags
+from granula_pipeline.lib import control
+from granula_pipeline.lib.control import FileRecord
+from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.lib.inbox import describe
+
+
+def register(
+    instance: DagsterInstance,
+    granula: GranulaResource,
+    path: Path,
+    *,
+    dataset: str | None = None,
+    priority: int | None = None,
+) -> tuple[FileRecord, dict[str, str]]:
+    """Record the file as queued and add its dynamic partition; return it with its run tags."""
+    settings = granula.settings()
+    ensure_migrated(settings)
+    found = describe(path, settings.inbox, dataset=dataset, priority=priority)
+    with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
+        record = control.register_file(
+            conn,
+            partition_key=found.partition_key,
+            path=str(path.resolve()),
+            dataset=found.dataset,
+            priority=found.priority,
+            size_bytes=found.size_bytes,
+        )
+    instance.add_dynamic_partitions(inbox_partitions.name, [record.partition_key])
+    return record, run_tags(found)
+
+
+def ingest(
+    instance: DagsterInstance,
+    granula: GranulaResource,
+    path: Path,
+    *,
+    dataset: str | None = None,
+    priority: int | None = None,
+) -> tuple[FileRecord, ExecuteInProcessResult]:
+    """Load one file synchronously through the `ingest_file` job; return its final record."""
+    record, tags = register(instance, granula, path, dataset=dataset, priority=priority)
+    job = build_definitions(granula).resolve_job_def(ingest_file.name)
+    result = job.execute_in_process(
+        instance=instance, partition_key=record.partition_key, tags=tags, raise_on_error=False
+    )
+    with psycopg.connect(granula.settings().psycopg_conninfo) as conn:
+        final = control.file_by_id(conn, record.file_id)
+    assert final is not None
+    return final, result

@@ -1,0 +1,77 @@
+"""The inbox sensor: one run per new file, once the file is completely written."""
+
+import time
+
+import psycopg
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from granula_pipeline.defs.ingest import ingest_file
+from granula_pipeline.defs.partitions import inbox_partitions
+from granula_pipeline.defs.resources import GranulaResource
+from granula_pipeline.lib import control
+from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.lib.inbox import InboxCursor, InboxFile, scan_inbox, select_ready
+from granula_pipeline.settings import load_settings
+
+
+def run_tags(found: InboxFile) -> dict[str, str]:
+    return {
+        "dagster/priority": str(found.priority),
+        "granula/file": found.relative_path,
+        "granula/dataset": found.dataset,
+        "granula/size_bytes": str(found.size_bytes),
+    }
+
+
+@sensor(
+    job=ingest_file,
+    minimum_interval_seconds=load_settings().sensor_interval_seconds,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Launches one ingest_file run per new file in the inbox, highest priority first.",
+)
+def inbox_sensor(context: SensorEvaluationContext, granula: GranulaResource):
+    settings = granula.settings()
+    scan = select_ready(
+        scan_inbox(settings.inbox),
+        InboxCursor.from_json(context.cursor),
+        now_ns=time.time_ns(),
+        settle_seconds=settings.settle_seconds,
+    )
+    for waiting in scan.waiting:
+        context.log.info(f"{waiting.relative_path}: still being written or just arrived, waiting")
+    if not scan.ready:
+        reason = (
+            f"{len(scan.waiting)} file(s) not settled yet (unchanged for {settings.settle_seconds}s)"
+            if scan.waiting
+            else f"no new files in {settings.inbox}"
+        )
+        return SensorResult(skip_reason=SkipReason(reason), cursor=scan.cursor.to_json())
+    ensure_migrated(settings)
+    with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
+        for found in scan.ready:
+            control.register_file(
+                conn,
+                partition_key=found.partition_key,
+                path=str(settings.inbox / found.relative_path),
+                dataset=found.dataset,
+                priority=found.priority,
+                size_bytes=found.size_bytes,
+            )
+    keys = [found.partition_key for found in scan.ready]
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=found.partition_key, partition_key=found.partition_key, tags=run_tags(found)
+            )
+            for found in scan.ready
+        ],
+        dynamic_partitions_requests=[inbox_partitions.build_add_request(keys)],
+        cursor=scan.cursor.to_json(),
+    )

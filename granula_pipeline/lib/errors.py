@@ -1,0 +1,50 @@
+"""The two kinds of failure a load can meet: the input is wrong, or the database hiccuped."""
+
+from __future__ import annotations
+
+import psycopg
+
+# SQLSTATE classes and codes that a later attempt can get past, as mature loaders sort them:
+# connection exceptions, serialization failures and deadlocks, operator intervention
+# (admin/crash shutdown, cannot connect now) and insufficient resources.
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+class GranulaError(Exception):
+    """Base of Granula's own errors; the message is written for the person who owns the file."""
+
+
+class BadInputError(GranulaError):
+    """The file itself is wrong: retrying cannot help, the user must fix or replace it."""
+
+    def __init__(self, message: str, *, line: int | None = None, column: str | None = None):
+        where = ", ".join(
+            part
+            for part in (f"line {line}" if line else "", f"column {column!r}" if column else "")
+            if part
+        )
+        super().__init__(f"{message} ({where})" if where else message)
+        self.line = line
+        self.column = column
+
+
+class TransientLoadError(GranulaError):
+    """A failure that a later attempt may get past (connection lost, deadlock, server restart)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error is worth retrying: lost connections, deadlocks, restarts."""
+    if isinstance(exc, TransientLoadError):
+        return True
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        sqlstate = getattr(exc, "sqlstate", None)
+        return sqlstate is None or _transient_sqlstate(sqlstate)
+    if isinstance(exc, psycopg.Error):
+        sqlstate = exc.sqlstate
+        return sqlstate is not None and _transient_sqlstate(sqlstate)
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _transient_sqlstate(sqlstate: str) -> bool:
+    return sqlstate in TRANSIENT_SQLSTATES or sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES

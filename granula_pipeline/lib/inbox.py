@@ -1,0 +1,161 @@
+"""The inbox's conventions: which files are ready, their priority, dataset and partition key.
+
+data/inbox/orders.csv                      dataset "orders", priority 0
+data/inbox/priority-7/orders.csv           dataset "orders", priority 7
+data/inbox/priority-7/sales/2026-01.csv    dataset "sales",  priority 7
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PRIORITY_DIR = re.compile(r"^priority-(\d{1,2})$")
+TEMPORARY_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download", ".swp", "~")
+MAX_PRIORITY = 10
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    """A file found in the inbox, with what its place there says about it."""
+
+    relative_path: str
+    size_bytes: int
+    mtime_ns: int
+    priority: int
+    dataset: str
+
+    @property
+    def signature(self) -> str:
+        """Changes whenever the content may have changed: same path, new content, new load."""
+        return f"{self.size_bytes}:{self.mtime_ns}"
+
+    @property
+    def partition_key(self) -> str:
+        digest = hashlib.blake2b(
+            f"{self.relative_path}|{self.signature}".encode(), digest_size=4
+        ).hexdigest()
+        return f"{self.relative_path}@{digest}"
+
+
+def is_temporary(name: str) -> bool:
+    """Names that writers use while a file is still being written."""
+    return name.startswith((".", "~")) or name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+def priority_and_dataset(relative_path: str) -> tuple[int, str]:
+    """Read the priority folder and the dataset (folder, or else file name) from a path."""
+    parts = Path(relative_path).parts
+    priority = 0
+    if len(parts) > 1 and (match := PRIORITY_DIR.match(parts[0])):
+        priority = min(int(match.group(1)), MAX_PRIORITY)
+        parts = parts[1:]
+    dataset = parts[-2] if len(parts) > 1 else dataset_from_filename(parts[-1])
+    return priority, dataset
+
+
+def dataset_from_filename(name: str) -> str:
+    stem = name
+    for suffix in (".gz", ".csv", ".tsv", ".txt"):
+        stem = stem.removesuffix(suffix).removesuffix(suffix.upper())
+    return stem
+
+
+def scan_inbox(inbox: Path) -> list[InboxFile]:
+    """Every non-temporary regular file under the inbox, with its priority and dataset."""
+    found: list[InboxFile] = []
+    if not inbox.is_dir():
+        return found
+    for directory, subdirectories, names in os.walk(inbox):
+        subdirectories[:] = [d for d in subdirectories if not is_temporary(d)]
+        for name in names:
+            if is_temporary(name):
+                continue
+            path = Path(directory) / name
+            try:
+                stat = path.lstat()
+            except FileNotFoundError:
+                continue
+            relative = path.relative_to(inbox).as_posix()
+            priority, dataset = priority_and_dataset(relative)
+            found.append(InboxFile(relative, stat.st_size, stat.st_mtime_ns, priority, dataset))
+    return sorted(found, key=lambda f: (-f.priority, f.relative_path))
+
+
+def relative_path_of(partition_key: str) -> str:
+    return partition_key.rsplit("@", 1)[0]
+
+
+@dataclass(frozen=True)
+class InboxCursor:
+    """What the sensor saw on its last tick, and which versions of which files it launched."""
+
+    seen: dict[str, str]
+    launched: dict[str, str]
+
+    @classmethod
+    def from_json(cls, text: str | None) -> InboxCursor:
+        if not text:
+            return cls({}, {})
+        data = json.loads(text)
+        return cls(dict(data.get("seen", {})), dict(data.get("launched", {})))
+
+    def to_json(self) -> str:
+        return json.dumps({"seen": self.seen, "launched": self.launched}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class InboxScan:
+    ready: list[InboxFile]
+    waiting: list[InboxFile]
+    cursor: InboxCursor
+
+
+def select_ready(
+    files: list[InboxFile], cursor: InboxCursor, *, now_ns: int, settle_seconds: float
+) -> InboxScan:
+    """Files complete enough to load: unchanged since the last look, and quiet for a while.
+
+    A file still being written changes size or mtime between two looks; one launched already is
+    launched again only when its content (size, mtime) changed. Files that left the inbox are
+    forgotten, so the cursor stays as small as the inbox.
+    """
+    seen = {f.relative_path: f.signature for f in files}
+    launched = {path: sig for path, sig in cursor.launched.items() if path in seen}
+    ready, waiting = [], []
+    for found in files:
+        if launched.get(found.relative_path) == found.signature:
+            continue
+        unchanged = cursor.seen.get(found.relative_path) == found.signature
+        quiet = now_ns - found.mtime_ns >= settle_seconds * 1e9
+        if unchanged and quiet:
+            ready.append(found)
+            launched[found.relative_path] = found.signature
+        else:
+            waiting.append(found)
+    return InboxScan(ready, waiting, InboxCursor(seen, launched))
+
+
+def describe(
+    path: Path, inbox: Path, *, dataset: str | None = None, priority: int | None = None
+) -> InboxFile:
+    """An InboxFile for any path: inside the inbox its place decides; elsewhere, its name."""
+    stat = path.stat()
+    resolved, root = path.resolve(), inbox.resolve()
+    if resolved.is_relative_to(root):
+        relative = resolved.relative_to(root).as_posix()
+        found_priority, found_dataset = priority_and_dataset(relative)
+    else:
+        relative = f"external/{path.name}-{hashlib.blake2b(str(resolved).encode(), digest_size=3).hexdigest()}"
+        found_priority, found_dataset = 0, dataset_from_filename(path.name)
+    return InboxFile(
+        relative,
+        stat.st_size,
+        stat.st_mtime_ns,
+        found_priority if priority is None else priority,
+        dataset or found_dataset,
+    )

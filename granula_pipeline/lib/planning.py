@@ -1,0 +1,148 @@
+"""Split a CSV file into chunks of whole records, by byte offsets, in one streaming pass.
+
+A newline ends a record when an even number of quote characters precede it in the data (RFC 4180:
+quotes only ever come in pairs inside a quoted field). That rule is what PostgreSQL's own CSV reader
+applies, so a chunk boundary found here is one `COPY` agrees with, whatever the quoted fields hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from granula_pipeline.lib.errors import BadInputError
+
+BLOCK_BYTES = 8 * 1024 * 1024
+NEWLINE, QUOTE, COMMA, CR = 10, 34, 44, 13
+_FIELD_EDGE_BEFORE = np.array([COMMA, NEWLINE, QUOTE], dtype=np.uint8)
+_FIELD_EDGE_AFTER = np.array([COMMA, NEWLINE, QUOTE, CR], dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """One chunk: the bytes [byte_start, byte_end) of the file, holding whole records only."""
+
+    index: int
+    byte_start: int
+    byte_end: int
+    first_line: int
+    planned_rows: int
+    stray_quotes: bool = False
+
+    @property
+    def byte_count(self) -> int:
+        return self.byte_end - self.byte_start
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    chunks: list[ChunkPlan]
+    size_bytes: int
+    content_hash: str
+
+    @property
+    def planned_rows(self) -> int:
+        return sum(chunk.planned_rows for chunk in self.chunks)
+
+
+class _Cutter:
+    """Accumulates record ends and closes a chunk every `chunk_rows` records or `max_bytes`."""
+
+    def __init__(self, data_offset: int, first_line: int, chunk_rows: int, max_bytes: int):
+        self.chunk_rows = chunk_rows
+        self.max_bytes = max_bytes
+        self.start = data_offset
+        self.start_line = first_line
+        self.rows = 0
+        self.chunks: list[ChunkPlan] = []
+
+    def close(self, end: int, rows: int, line_after: int) -> None:
+        self.chunks.append(ChunkPlan(len(self.chunks), self.start, end, self.start_line, rows))
+        self.start, self.start_line, self.rows = end, line_after, 0
+
+    def feed(self, record_ends: np.ndarray, lines_after: np.ndarray) -> None:
+        """record_ends: absolute offsets just past each record's newline, ascending."""
+        i = 0
+        while i < len(record_ends):
+            remaining = record_ends[i:]
+            by_rows = self.chunk_rows - self.rows - 1
+            by_bytes = int(np.searchsorted(remaining, self.start + self.max_bytes, side="left"))
+            cut = min(by_rows, by_bytes)
+            if cut >= len(remaining):
+                self.rows += len(remaining)
+                return
+            self.close(int(remaining[cut]), self.rows + cut + 1, int(lines_after[i + cut]))
+            i += cut + 1
+
+
+def plan_file(
+    path: Path, *, data_offset: int, first_line: int, chunk_rows: int, max_bytes: int
+) -> FilePlan:
+    """Plan the chunks of `path` after its header, and hash its whole content on the way."""
+    cutter = _Cutter(data_offset, first_line, chunk_rows, max_bytes)
+    digest = hashlib.blake2b(digest_size=20)
+    stray_offsets: list[int] = []
+    in_quote = 0
+    lines_before = first_line
+    record_line = first_line
+    pos = 0
+    previous_byte = NEWLINE
+    with path.open("rb") as source:
+        while block := source.read(BLOCK_BYTES):
+            digest.update(block)
+            skip = max(0, data_offset - pos)
+            block_pos = pos
+            pos += len(block)
+            if skip >= len(block):
+                continue
+            data = np.frombuffer(block, dtype=np.uint8)[skip:]
+            base = block_pos + skip
+            newlines = np.flatnonzero(data == NEWLINE)
+            quotes = np.flatnonzero(data == QUOTE)
+            if len(quotes):
+                parity = (np.searchsorted(quotes, newlines) + in_quote) & 1
+                ends = newlines[parity == 0]
+                stray_offsets.extend(_stray_quotes(data, quotes, previous_byte) + base)
+            else:
+                ends = newlines if not in_quote else newlines[:0]
+            in_quote = (in_quote + len(quotes)) & 1
+            lines_after = lines_before + 1 + np.searchsorted(newlines, ends)
+            cutter.feed(ends + base + 1, lines_after)
+            if len(lines_after):
+                record_line = int(lines_after[-1])
+            lines_before += len(newlines)
+            previous_byte = int(data[-1])
+    if in_quote:
+        raise BadInputError(
+            "a quoted field is opened but never closed; check for a stray double quote",
+            line=record_line,
+        )
+    if pos > cutter.start:
+        cutter.close(pos, cutter.rows + (previous_byte != NEWLINE), lines_before + 1)
+    chunks = _mark_stray_quotes(cutter.chunks, stray_offsets)
+    return FilePlan(chunks=chunks, size_bytes=pos, content_hash=digest.hexdigest())
+
+
+def _stray_quotes(data: np.ndarray, quotes: np.ndarray, previous_byte: int) -> np.ndarray:
+    """Quotes inside an unquoted field (`12"N`): the bytes must then go through the parser."""
+    before = np.where(quotes > 0, data[np.maximum(quotes - 1, 0)], previous_byte)
+    after_idx = np.minimum(quotes + 1, len(data) - 1)
+    after = np.where(quotes + 1 < len(data), data[after_idx], NEWLINE)
+    stray = ~np.isin(before, _FIELD_EDGE_BEFORE) & ~np.isin(after, _FIELD_EDGE_AFTER)
+    return quotes[stray]
+
+
+def _mark_stray_quotes(chunks: list[ChunkPlan], offsets: list[int]) -> list[ChunkPlan]:
+    if not offsets:
+        return chunks
+    starts = np.array([chunk.byte_start for chunk in chunks])
+    flagged = set(np.searchsorted(starts, np.array(offsets), side="right") - 1)
+    return [
+        ChunkPlan(c.index, c.byte_start, c.byte_end, c.first_line, c.planned_rows, True)
+        if c.index in flagged
+        else c
+        for c in chunks
+    ]

@@ -1,0 +1,99 @@
+"""Create and extend the typed result table of a dataset; lineage columns come after the data."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+from psycopg import sql
+
+from granula_pipeline.lib.schema import Column
+
+LINEAGE_COLUMNS = {
+    "_granula_file_id": ("bigint", "granula.file_id", "granula.files.file_id of the source file"),
+    "_granula_chunk_index": ("integer", "granula.chunk_index", "chunk of the file the row came in"),
+}
+
+
+def table_name_for(dataset: str) -> str:
+    """A dataset name as a SQL identifier: lower-case letters, digits and underscores."""
+    name = re.sub(r"[^\w]+", "_", dataset.strip().lower()).strip("_")
+    if not name:
+        raise ValueError(f"dataset name {dataset!r} has no letters or digits")
+    return f"_{name}"[:63] if name[0].isdigit() else name[:63]
+
+
+def ensure_table(
+    conn: psycopg.Connection, schema: str, table: str, columns: list[Column], source: str
+) -> list[Column]:
+    """Create the table, or add the columns it lacks; return the columns as the table types them.
+
+    Lineage columns take their value from transaction settings, so a chunk's bytes can go to COPY
+    exactly as they are in the file.
+    """
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    # Serialise DDL on one dataset across concurrent runs.
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
+    existing = existing_columns(conn, schema, table)
+    target = sql.Identifier(schema, table)
+    if not existing:
+        data_columns = [
+            sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in columns
+        ]
+        lineage = [
+            sql.SQL("{} {} NOT NULL DEFAULT current_setting({})::{}").format(
+                sql.Identifier(name), sql.SQL(pg_type), sql.Literal(setting), sql.SQL(pg_type)
+            )
+            for name, (pg_type, setting, _) in LINEAGE_COLUMNS.items()
+        ]
+        conn.execute(
+            sql.SQL("CREATE TABLE {} ({})").format(
+                target, sql.SQL(", ").join(data_columns + lineage)
+            )
+        )
+        conn.execute(
+            sql.SQL("COMMENT ON TABLE {} IS {}").format(
+                target, sql.Literal(f"Loaded by Granula; first file: {source}")
+            )
+        )
+        for name, (_, _, description) in LINEAGE_COLUMNS.items():
+            _comment_column(conn, target, name, description)
+        for column in columns:
+            _comment_column(conn, target, column.name, _column_comment(column, source))
+        return columns
+    typed = []
+    for column in columns:
+        if column.name in existing:
+            typed.append(Column(column.name, existing[column.name], column.source_name))
+            continue
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                target, sql.Identifier(column.name), sql.SQL(column.pg_type)
+            )
+        )
+        _comment_column(conn, target, column.name, _column_comment(column, source))
+        typed.append(column)
+    return typed
+
+
+def existing_columns(conn: psycopg.Connection, schema: str, table: str) -> dict[str, str]:
+    rows = conn.execute(
+        """
+        SELECT column_name, data_type FROM information_schema.columns
+        WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position
+        """,
+        (schema, table),
+    ).fetchall()
+    return {name: data_type for name, data_type in rows if name not in LINEAGE_COLUMNS}
+
+
+def _column_comment(column: Column, source: str) -> str:
+    return f"CSV header {column.source_name!r}; type {column.pg_type} inferred from {source}"
+
+
+def _comment_column(conn: psycopg.Connection, target: sql.Identifier, name: str, text: str) -> None:
+    conn.execute(
+        sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+            target, sql.Identifier(name), sql.Literal(text)
+        )
+    )

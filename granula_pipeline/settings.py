@@ -1,0 +1,113 @@
+"""Granula's settings: every knob read from the environment, typed, in one place."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATA_DIR = Path("data")
+
+
+class Settings(BaseSettings):
+    """What an operator can set; each field's environment variable is its upper-case name."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    database_url: str = Field(
+        default="",
+        description="PostgreSQL URL for the loaded tables and the control tables; "
+        "empty means the embedded server that `granula up` starts.",
+    )
+    dagster_pg_url: str = Field(
+        default="",
+        description="PostgreSQL URL for Dagster's own storage; defaults to DATABASE_URL.",
+    )
+    chunk_size: int = Field(default=1_000_000, ge=1, description="Rows per chunk op.")
+    chunk_max_mb: int = Field(default=64, ge=1, description="Bytes per chunk, at most, in MiB.")
+    max_concurrency: int = Field(default=2, ge=1, description="Runs that load at once.")
+    max_retries: int = Field(default=3, ge=0, description="Retries of a chunk op.")
+    base_backoff: float = Field(default=1.0, ge=0, description="First retry wait, seconds.")
+    max_backoff: float = Field(default=30.0, ge=0, description="Longest retry wait, seconds.")
+    max_upload_mb: int = Field(default=500, ge=1, description="Largest file accepted, MiB.")
+    allowed_content_types: str = Field(default="text/csv,application/csv")
+    delete_file_on_complete: bool = False
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR, description="Holds inbox/, processed/, failed/."
+    )
+    results_schema: str = Field(default="datasets", description="Schema of the loaded tables.")
+    sensor_interval_seconds: int = Field(default=5, ge=1)
+    settle_seconds: float = Field(
+        default=2.0, ge=0, description="A file must be unchanged this long before it is loaded."
+    )
+
+    @field_validator("results_schema")
+    @classmethod
+    def _plain_identifier(cls, value: str) -> str:
+        if not value.isidentifier() or value.lower() != value:
+            raise ValueError("RESULTS_SCHEMA must be a lower-case SQL identifier")
+        return value
+
+    @property
+    def inbox(self) -> Path:
+        return self.data_dir / "inbox"
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.data_dir / "processed"
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.data_dir / "failed"
+
+    @property
+    def chunk_max_bytes(self) -> int:
+        return self.chunk_max_mb * 1024 * 1024
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @cached_property
+    def content_types(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.allowed_content_types.split(",") if t.strip())
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError(
+                "DATABASE_URL is not set: export it, or start the embedded server with `granula up`."
+            )
+        return self.database_url
+
+    @property
+    def psycopg_conninfo(self) -> str:
+        """DATABASE_URL as libpq understands it (no SQLAlchemy driver suffix)."""
+        return (
+            make_url(self.require_database_url())
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """DATABASE_URL for SQLAlchemy with the psycopg 3 driver."""
+        return sqlalchemy_url(self.require_database_url(), "psycopg")
+
+    @property
+    def dagster_storage_url(self) -> str:
+        """Dagster's storage URL; dagster-postgres needs psycopg2 under SQLAlchemy 2.1."""
+        return sqlalchemy_url(self.dagster_pg_url or self.require_database_url(), "psycopg2")
+
+
+def sqlalchemy_url(url: str, driver: str) -> str:
+    return (
+        make_url(url).set(drivername=f"postgresql+{driver}").render_as_string(hide_password=False)
+    )
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment now (not at import time)."""
+    return Settings()

@@ -1,0 +1,62 @@
+"""Fixtures: a fresh PostgreSQL database per test module, a data folder, a real Dagster instance."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from dagster import DagsterInstance, instance_for_test
+
+from granula_pipeline.defs.resources import GranulaResource
+from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.settings import Settings
+
+ADMIN_URL = os.environ.get(
+    "GRANULA_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    """A new database for this test module, dropped afterwards."""
+    name = f"granula_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    (tmp_path / "inbox").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def settings(database_url: str, data_dir: Path) -> Settings:
+    settings = Settings(database_url=database_url, data_dir=data_dir, settle_seconds=0)
+    ensure_migrated(settings)
+    return settings
+
+
+@pytest.fixture
+def granula(settings: Settings) -> GranulaResource:
+    return GranulaResource(database_url=settings.database_url, data_dir=str(settings.data_dir))
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    with instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
+        yield conn
