@@ -48,12 +48,17 @@ def ingest(
     *,
     dataset: str | None = None,
     priority: int | None = None,
+    log_level: str = "INFO",
 ) -> tuple[FileRecord, ExecuteInProcessResult]:
     """Load one file synchronously through the `ingest_file` job; return its final record."""
     record, tags = register(instance, granula, path, dataset=dataset, priority=priority)
     job = build_definitions(granula).resolve_job_def(ingest_file.name)
     result = job.execute_in_process(
-        instance=instance, partition_key=record.partition_key, tags=tags, raise_on_error=False
+        instance=instance,
+        partition_key=record.partition_key,
+        tags=tags,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        raise_on_error=False,
     )
     with psycopg.connect(granula.settings().psycopg_conninfo) as conn:
         final = control.file_by_id(conn, record.file_id)

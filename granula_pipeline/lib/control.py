@@ -110,7 +110,7 @@ def start_file(conn: psycopg.Connection, file_id: int, run_id: str) -> None:
     conn.execute(
         """
         UPDATE granula.files
-        SET status = 'processing', run_id = %s, started_at = coalesce(started_at, now()),
+        SET status = 'processing', run_id = %s, started_at = now(),
             finished_at = NULL, error_message = NULL, updated_at = now()
         WHERE file_id = %s
         """,

@@ -1,0 +1,174 @@
+"""The `granula` command: run the stack, load a file, submit one to the inbox, ask about a file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from granula_pipeline.lib.control import FileRecord, file_by_id
+from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.settings import Settings, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args, load_settings()))
+    except KeyboardInterrupt:
+        return 130
+    except CliError as exc:
+        _emit({"error": str(exc)})
+        return 2
+
+
+class CliError(Exception):
+    """A mistake in how the command was called: said plainly, without a traceback."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="granula", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="start PostgreSQL (embedded if no DATABASE_URL) + Dagster")
+    up.add_argument("--port", type=int, default=3000)
+    up.add_argument("--host", default="127.0.0.1")
+    up.set_defaults(handler=_up)
+
+    ingest = commands.add_parser("ingest", help="load one file now, through the ingest_file job")
+    ingest.add_argument("path", type=Path)
+    ingest.add_argument("--priority", type=_priority, default=None)
+    ingest.add_argument("--dataset", default=None, help="table to load into (default: file name)")
+    ingest.set_defaults(handler=_ingest)
+
+    submit = commands.add_parser("submit", help="place a file in the inbox and register it")
+    submit.add_argument("path", type=Path)
+    submit.add_argument("--priority", type=_priority, default=0)
+    submit.add_argument("--dataset", default=None)
+    submit.set_defaults(handler=_submit)
+
+    status = commands.add_parser("status", help="a file's status as JSON")
+    status.add_argument("file_id", type=int)
+    status.set_defaults(handler=_status)
+
+    results = commands.add_parser("results", help="a file's loaded rows as JSON")
+    results.add_argument("file_id", type=int)
+    results.add_argument("--limit", type=int, default=100)
+    results.add_argument("--offset", type=int, default=0)
+    results.set_defaults(handler=_results)
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the control tables")
+    migrate.set_defaults(handler=_migrate)
+    return parser
+
+
+def _priority(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError("priority must be between 0 and 10")
+    return value
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    print(json.dumps(payload, default=str), flush=True)
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from granula_pipeline.stack import up
+
+    return up(settings, port=args.port, host=args.host)
+
+
+@contextmanager
+def _instance():
+    from dagster import DagsterInstance
+
+    if os.environ.get("DAGSTER_HOME"):
+        with DagsterInstance.get() as instance:
+            yield instance
+    else:
+        with DagsterInstance.ephemeral() as instance:
+            yield instance
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from granula_pipeline.defs.launch import ingest
+    from granula_pipeline.defs.resources import GranulaResource
+
+    path = _existing_file(args.path)
+    with _instance() as instance:
+        record, _ = ingest(
+            instance, GranulaResource(), path, dataset=args.dataset, priority=args.priority
+        )
+    _emit(record.summary())
+    return 0 if record.status == "completed" else 1
+
+
+def _submit(args: argparse.Namespace, settings: Settings) -> int:
+    from granula_pipeline.defs.launch import register
+    from granula_pipeline.defs.resources import GranulaResource
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise CliError("set DAGSTER_HOME to the Dagster instance that will run the file")
+    source = _existing_file(args.path)
+    folder = settings.inbox / f"priority-{args.priority}" if args.priority else settings.inbox
+    if args.dataset:
+        folder = folder / args.dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    destination = folder / source.name
+    staging = folder / f".{source.name}.granula-tmp"
+    shutil.copyfile(source, staging)
+    os.replace(staging, destination)  # atomic: the sensor never sees a half-written file
+    with _instance() as instance:
+        record, _ = register(instance, GranulaResource(), destination, dataset=args.dataset)
+    _emit({"file_id": record.file_id, "partition": record.partition_key, "path": str(destination),
+           "status": record.status})
+    return 0
+
+
+def _existing_file(path: Path) -> Path:
+    if not path.is_file():
+        raise CliError(f"{path} is not a file")
+    return path
+
+
+def _record(settings: Settings, conn: psycopg.Connection, file_id: int) -> FileRecord:
+    record = file_by_id(conn, file_id)
+    if record is None:
+        raise CliError(f"no file with id {file_id}")
+    return record
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    ensure_migrated(settings)
+    with psycopg.connect(settings.psycopg_conninfo) as conn:
+        _emit(_record(settings, conn, args.file_id).summary())
+    return 0
+
+
+def _results(args: argparse.Namespace, settings: Settings) -> int:
+    from granula_pipeline.lib.results import file_results
+
+    ensure_migrated(settings)
+    with psycopg.connect(settings.psycopg_conninfo) as conn:
+        record = _record(settings, conn, args.file_id)
+        _emit(file_results(conn, record, limit=args.limit, offset=args.offset))
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    ensure_migrated(settings)
+    _emit({"migrated": True})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
