@@ -1,0 +1,124 @@
+"""The `granula` command and the `dagster job execute` path, as real processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SUMMARY_KEYS = {"file_id", "status", "table", "total_rows", "loaded_rows", "rejected_rows", "error"}
+
+
+@pytest.fixture
+def env(settings, tmp_path) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "DATA_DIR": str(settings.data_dir),
+        "DAGSTER_HOME": str(home),
+    }
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], env=env, cwd=REPO, capture_output=True, text=True,
+        timeout=300,
+    )
+
+
+def granula(env: dict[str, str], *args: str) -> tuple[int, dict]:
+    done = run(env, "granula_pipeline.cli", *args)
+    last_line = done.stdout.strip().splitlines()[-1]
+    return done.returncode, json.loads(last_line)
+
+
+def write_orders(path: Path, rows: int) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "name", "value"])
+        for i in range(rows):
+            writer.writerow([i, f"name {i}, with comma" if i % 3 else f'say "{i}"\nagain', i * 0.5])
+    return path
+
+
+def test_ingest_prints_a_json_summary_and_exits_zero(env, tmp_path, db):
+    path = write_orders(tmp_path / "orders.csv", 1000)
+    code, summary = granula(env, "ingest", str(path), "--dataset", "cli_orders", "--priority", "4")
+
+    assert code == 0
+    assert SUMMARY_KEYS <= summary.keys()
+    assert summary["status"] == "completed"
+    assert summary["table"] == "datasets.cli_orders"
+    assert summary["total_rows"] == summary["loaded_rows"] == 1000
+    assert summary["priority"] == 4
+    assert summary["error"] is None
+    assert db.execute("SELECT count(*) FROM datasets.cli_orders").fetchone() == (1000,)
+    assert path.exists(), "a file loaded from outside the inbox stays where it is"
+
+
+def test_ingest_of_a_bad_file_exits_non_zero_with_the_error(env, tmp_path):
+    path = tmp_path / "broken.csv"
+    path.write_text('id,name\n1,"never closed\n2,b\n')
+    code, summary = granula(env, "ingest", str(path))
+
+    assert code == 1
+    assert summary["status"] == "failed"
+    assert "never closed" in summary["error"] and "line 2" in summary["error"]
+    assert path.exists()
+
+
+def test_status_and_results_report_a_loaded_file(env, tmp_path):
+    path = write_orders(tmp_path / "shown.csv", 250)
+    _, summary = granula(env, "ingest", str(path))
+
+    code, status = granula(env, "status", str(summary["file_id"]))
+    assert code == 0
+    assert status["status"] == "completed" and status["progress_percent"] == 100.0
+
+    code, page = granula(env, "results", str(summary["file_id"]), "--limit", "10", "--offset", "5")
+    assert code == 0
+    assert page["total"] == 250 and page["limit"] == 10 and page["offset"] == 5
+    assert [item["data"]["id"] for item in page["items"]] == list(range(5, 15))
+    assert page["items"][0]["data"]["name"] == "name 5, with comma"
+    assert page["items"][1]["data"]["name"] == 'say "6"\nagain'
+    assert page["items"][0]["chunk_index"] == 0
+
+
+def test_status_of_an_unknown_file_says_so(env):
+    code, answer = granula(env, "status", "999999")
+    assert code == 2
+    assert "no file with id 999999" in answer["error"]
+
+
+def test_submit_then_dagster_job_execute_loads_fifty_thousand_rows(env, settings, tmp_path, db):
+    source = write_orders(tmp_path / "big.csv", 50_000)
+    code, submitted = granula(env, "submit", str(source), "--priority", "7")
+    assert code == 0
+    assert submitted["partition"].startswith("priority-7/big.csv@")
+    assert (settings.inbox / "priority-7" / "big.csv").exists()
+
+    done = run(
+        env, "dagster", "job", "execute", "-m", "granula_pipeline.definitions", "-j", "ingest_file",
+        "--tags", json.dumps({"dagster/partition": submitted["partition"]}),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    _, status = granula(env, "status", str(submitted["file_id"]))
+    assert status["status"] == "completed"
+    assert status["loaded_rows"] == status["total_rows"] == 50_000
+    count = db.execute(
+        "SELECT count(*), count(DISTINCT id) FROM datasets.big WHERE _granula_file_id = %s",
+        (submitted["file_id"],),
+    ).fetchone()
+    assert count == (50_000, 50_000)
+    assert not (settings.inbox / "priority-7" / "big.csv").exists()
+    assert Path(status["path"]).is_file() and "processed" in status["path"]
