@@ -129,8 +129,14 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     os.replace(staging, destination)  # atomic: the sensor never sees a half-written file
     with _instance() as instance:
         record, _ = register(instance, GranulaResource(), destination, dataset=args.dataset)
-    _emit({"file_id": record.file_id, "partition": record.partition_key, "path": str(destination),
-           "status": record.status})
+    _emit(
+        {
+            "file_id": record.file_id,
+            "partition": record.partition_key,
+            "path": str(destination),
+            "status": record.status,
+        }
+    )
     return 0
 
 

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     max_upload_mb: int = Field(default=500, ge=1, description="Largest file accepted, MiB.")
     allowed_content_types: str = Field(default="text/csv,application/csv")
     delete_file_on_complete: bool = False
+    max_rejected_percent: float = Field(
+        default=10.0, ge=0, le=100, description="More rejected rows than this fails the file."
+    )
     data_dir: Path = Field(
         default=DEFAULT_DATA_DIR, description="Holds inbox/, processed/, failed/."
     )

@@ -53,6 +53,7 @@ def up(settings: Settings, *, port: int = 3000, host: str = "127.0.0.1") -> int:
     database_url = settings.database_url or embedded_database_url()
     settings = settings.model_copy(update={"database_url": database_url})
     ensure_migrated(settings)
+    STATE_DIR.mkdir(exist_ok=True)
     settings.inbox.mkdir(parents=True, exist_ok=True)
     environment = {
         **os.environ,
@@ -61,9 +62,22 @@ def up(settings: Settings, *, port: int = 3000, host: str = "127.0.0.1") -> int:
         "DAGSTER_HOME": str(dagster_home()),
         "MAX_CONCURRENCY": str(settings.max_concurrency),
     }
+    (STATE_DIR / "database_url").write_text(settings.psycopg_conninfo + "\n")
     print(f"Granula: database {settings.psycopg_conninfo}", file=sys.stderr)
-    print(f"Granula: drop files into {settings.inbox.resolve()}/ ; UI at http://{host}:{port}",
-          file=sys.stderr)
-    command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml",
-               "--host", host, "--port", str(port)]
+    print(
+        f"Granula: drop files into {settings.inbox.resolve()}/ ; UI at http://{host}:{port}",
+        file=sys.stderr,
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        "workspace.yaml",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     return subprocess.call(command, env=environment)

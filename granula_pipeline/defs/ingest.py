@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 import psycopg
 from dagster import (
+    AssetKey,
+    AssetObservation,
     AssetSelection,
     DynamicOut,
     DynamicOutput,
@@ -23,13 +25,15 @@ from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.retries import chunk_retry_policy
 from granula_pipeline.lib import control
-from granula_pipeline.lib.control import FileRecord
+from granula_pipeline.lib.control import FINAL_STATUSES, FileRecord
 from granula_pipeline.lib.errors import BadInputError, is_transient
 from granula_pipeline.lib.file_load import prepare_load, settle_file
 from granula_pipeline.lib.loading import ChunkResult, LoadTarget
 from granula_pipeline.lib.loading import load_chunk as load_chunk_rows
 from granula_pipeline.lib.planning import ChunkPlan
-from granula_pipeline.settings import load_settings
+from granula_pipeline.settings import Settings, load_settings
+
+FORCE_TAG = "granula/force"
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,15 @@ class ChunkTask:
 def plan_chunks(context: OpExecutionContext, granula: GranulaResource):
     """Check the file's header, plan its chunks by byte offsets and make its table ready."""
     settings = granula.settings()
+    force = context.run.tags.get(FORCE_TAG) == "true"
     try:
-        prepared = prepare_load(settings, context.partition_key, context.run_id)
+        prepared = prepare_load(
+            settings, context.partition_key, context.run_id, allow_duplicate=force
+        )
     except BadInputError as exc:
-        raise Failure(description=str(exc), allow_retries=False) from exc
+        raise _file_failure(context, settings, str(exc)) from exc
+    if prepared.file.duplicate_of is not None:
+        context.log.warning(prepared.file.error_message or "duplicate content, not loaded")
     context.log.info(
         f"{prepared.file.filename}: {len(prepared.chunks)} chunks, "
         f"{prepared.file.total_rows} rows into {prepared.file.table_name}"
@@ -71,20 +80,25 @@ def load_chunk(
     chunk = task.chunk
     try:
         result = load_chunk_rows(settings.psycopg_conninfo, task.target, chunk)
-    except BadInputError as exc:
-        _record_chunk_failure(settings.psycopg_conninfo, task, str(exc))
-        raise Failure(description=str(exc), allow_retries=False) from exc
     except Exception as exc:
-        last_attempt = context.retry_number >= settings.max_retries
-        if not is_transient(exc) or last_attempt:
-            _record_chunk_failure(settings.psycopg_conninfo, task, f"{type(exc).__name__}: {exc}")
-            raise Failure(description=str(exc), allow_retries=False) from exc
-        context.log.warning(f"chunk {chunk.index}: transient failure, will retry: {exc}")
-        raise
+        transient = is_transient(exc) and not isinstance(exc, BadInputError)
+        if transient and context.retry_number < settings.max_retries:
+            context.log.warning(
+                f"chunk {chunk.index}: transient failure (attempt {context.retry_number + 1} of "
+                f"{settings.max_retries + 1}), will retry with backoff: {exc}"
+            )
+            raise
+        error = str(exc) if isinstance(exc, BadInputError) else f"{type(exc).__name__}: {exc}"
+        if transient:
+            error = f"{error} (still failing after {settings.max_retries} retries)"
+        _record_chunk_failure(settings.psycopg_conninfo, task, error)
+        raise _file_failure(context, settings, error, file_id=task.target.file_id) from exc
     context.log.info(
         f"chunk {chunk.index} (lines {chunk.first_line}+): {result.outcome}, "
-        f"{result.row_count} rows via {result.method} in {result.seconds:.2f}s"
+        f"{result.row_count} rows, {result.rejected_rows} rejected, via {result.method} "
+        f"in {result.seconds:.2f}s"
     )
+    _observe_if_ended(context, settings, task.target.file_id)
     return result
 
 
@@ -94,6 +108,52 @@ def _record_chunk_failure(conninfo: str, task: ChunkTask, error: str) -> None:
             control.fail_chunk(conn, task.target.file_id, task.chunk.index, error)
     except psycopg.Error:
         pass  # the database is unreachable: the chunk stays unfinished and a retry will redo it
+
+
+def _file_failure(
+    context: OpExecutionContext, settings: Settings, error: str, *, file_id: int | None = None
+) -> Failure:
+    """The step's Failure, carrying the file's status (settled and observed if it has ended).
+
+    The run fails, so the partition shows failed and "Re-execute from failure" reloads only what
+    failed; the file's outcome is recorded on the asset as an observation.
+    """
+    record = _observe_if_ended(context, settings, file_id)
+    metadata = status_metadata(record) if record is not None else {}
+    return Failure(description=error, metadata=metadata, allow_retries=False)
+
+
+def _observe_if_ended(
+    context: OpExecutionContext, settings: Settings, file_id: int | None
+) -> FileRecord | None:
+    """Once a file has ended other than `completed`, move it to failed/ and tell the asset."""
+    record = _current_record(settings, context.partition_key, file_id)
+    if record is None or record.status not in FINAL_STATUSES or record.status == "completed":
+        return record
+    if record.status == "completed_with_errors" and not record.failed_chunks:
+        return record  # rows were rejected but every chunk loaded: record_outcome settles it
+    record = settle_file(settings, record.file_id)
+    context.log_event(
+        AssetObservation(
+            asset_key=AssetKey("file_status"),
+            partition=context.partition_key,
+            description=record.error_message,
+            metadata=status_metadata(record),
+        )
+    )
+    return record
+
+
+def _current_record(
+    settings: Settings, partition_key: str, file_id: int | None
+) -> FileRecord | None:
+    try:
+        with psycopg.connect(settings.psycopg_conninfo) as conn:
+            if file_id is not None:
+                return control.file_by_id(conn, file_id)
+            return control.file_by_key(conn, partition_key)
+    except psycopg.Error:
+        return None
 
 
 @op(ins={"results": In(list[ChunkResult])})

@@ -6,7 +6,7 @@ import psycopg
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from granula_pipeline.definitions import build_definitions
-from granula_pipeline.defs.ingest import ingest_file
+from granula_pipeline.defs.ingest import FORCE_TAG, ingest_file
 from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.sensors import run_tags
@@ -32,7 +32,7 @@ def register(
         record = control.register_file(
             conn,
             partition_key=found.partition_key,
-            path=str(path.resolve()),
+            path=str(path.absolute()),
             dataset=found.dataset,
             priority=found.priority,
             size_bytes=found.size_bytes,
@@ -48,10 +48,13 @@ def ingest(
     *,
     dataset: str | None = None,
     priority: int | None = None,
+    force: bool = False,
     log_level: str = "INFO",
 ) -> tuple[FileRecord, ExecuteInProcessResult]:
     """Load one file synchronously through the `ingest_file` job; return its final record."""
     record, tags = register(instance, granula, path, dataset=dataset, priority=priority)
+    if force:
+        tags[FORCE_TAG] = "true"
     job = build_definitions(granula).resolve_job_def(ingest_file.name)
     result = job.execute_in_process(
         instance=instance,

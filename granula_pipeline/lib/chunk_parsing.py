@@ -1,69 +1,103 @@
 """Parse a chunk record by record when its bytes cannot go to COPY as they are.
 
-This careful way knows each record's line number, so every problem is reported where it is: bytes
-that are not UTF-8, a NUL byte, a record with too many or too few fields. Blank lines are skipped.
+This careful way knows the line each record starts on, so every problem is reported where it is.
+A record that cannot be loaded (too many or too few fields, bytes that are not text in the file's
+encoding, a NUL byte) is set aside with its line, raw text and reason; the rest of the chunk loads.
+Blank lines are skipped.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
+from dataclasses import dataclass, field
 
 import polars as pl
 
-from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.schema import NULL_TOKENS, TEXT, Column
 
 LINE_COLUMN = "_granula_line"
+UNDECODABLE = re.compile("[\udc80-\udcff]")
 csv.field_size_limit(2**31 - 1)
 
 
-def decode_chunk(data: bytes, first_line: int) -> str:
-    """The chunk as text; BadInputError naming the line and byte when it is not UTF-8."""
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        raise BadInputError(
-            f"a NUL byte (0x00) at byte {nul} of the chunk: the file looks binary, not CSV",
-            line=first_line + data.count(b"\n", 0, nul),
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = first_line + data.count(b"\n", 0, exc.start)
-        raise BadInputError(
-            f"byte 0x{data[exc.start]:02x} is not valid UTF-8; save the file as UTF-8 "
-            "(it may be Latin-1 or Windows-1252)",
-            line=line,
-        ) from exc
+@dataclass(frozen=True)
+class Rejected:
+    """A record that cannot be loaded: where it starts, what it says, and why."""
+
+    line: int
+    raw_text: str
+    reason: str
 
 
-def parse_chunk(data: bytes, columns: list[Column], first_line: int) -> pl.DataFrame:
-    """Every record of the chunk as text columns, plus the line each record starts on."""
-    text = decode_chunk(data, first_line)
+@dataclass
+class ParsedChunk:
+    frame: pl.DataFrame
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class _Lines:
+    """Raw text of physical lines, indexed lazily (only when a record must be quoted back)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.starts: list[int] | None = None
+
+    def between(self, first: int, end: int) -> str:
+        if self.starts is None:
+            self.starts = [0, *(m.end() for m in re.finditer("\n", self.text))]
+        stop = self.starts[end] if end < len(self.starts) else len(self.text)
+        return self.text[self.starts[first] : stop].rstrip("\r\n")
+
+
+def python_codec(pg_encoding: str) -> str:
+    return {"UTF8": "utf-8", "WIN1252": "cp1252", "LATIN1": "latin-1"}.get(pg_encoding, "utf-8")
+
+
+def parse_chunk(
+    data: bytes, columns: list[Column], first_line: int, encoding: str = "UTF8"
+) -> ParsedChunk:
+    """Every loadable record of the chunk as text columns, with the line it starts on."""
+    text = data.decode(python_codec(encoding), errors="surrogateescape")
+    lines = _Lines(text)
     width = len(columns)
     values: list[list[str]] = [[] for _ in range(width)]
-    lines: list[int] = []
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    record_line = first_line
-    try:
-        for record in reader:
-            if record:
-                if len(record) != width:
-                    raise BadInputError(
-                        f"this record has {len(record)} fields but the header has {width}",
-                        line=record_line,
-                    )
+    record_lines: list[int] = []
+    rejected: list[Rejected] = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 0  # physical line (0-based, within the chunk) where the next record starts
+    for record in reader:
+        end = reader.line_num
+        if record:
+            reason = _problem(record, width, columns)
+            if reason:
+                rejected.append(Rejected(first_line + start, lines.between(start, end), reason))
+            else:
                 for column_values, value in zip(values, record, strict=True):
                     column_values.append(value)
-                lines.append(record_line)
-            record_line = first_line + reader.line_num
-    except csv.Error as exc:
-        raise BadInputError(f"the CSV is malformed here: {exc}", line=record_line) from exc
+                record_lines.append(first_line + start)
+        start = end
     frame = pl.DataFrame(
         {column.name: column_values for column, column_values in zip(columns, values, strict=True)},
         schema={column.name: pl.String for column in columns},
-    )
-    return frame.with_columns(pl.Series(LINE_COLUMN, lines, dtype=pl.Int64))
+    ).with_columns(pl.Series(LINE_COLUMN, record_lines, dtype=pl.Int64))
+    return ParsedChunk(frame, rejected)
+
+
+def _problem(record: list[str], width: int, columns: list[Column]) -> str | None:
+    if len(record) != width:
+        return f"this record has {len(record)} fields but the header has {width}"
+    for column, value in zip(columns, record, strict=True):
+        if "\x00" in value:
+            return f"a NUL byte (0x00) in column {column.source_name!r}: binary data is not CSV"
+        if bad := UNDECODABLE.search(value):
+            byte = ord(bad.group()) - 0xDC00
+            return (
+                f"byte 0x{byte:02x} in column {column.source_name!r} is not valid text in the "
+                "file's encoding; save the file as UTF-8"
+            )
+    return None
 
 
 def normalise_nulls(frame: pl.DataFrame, columns: list[Column]) -> pl.DataFrame:
@@ -73,7 +107,58 @@ def normalise_nulls(frame: pl.DataFrame, columns: list[Column]) -> pl.DataFrame:
         if c.pg_type == TEXT
         else pl.when(pl.col(c.name).str.strip_chars().is_in(["", *NULL_TOKENS]))
         .then(None)
-        .otherwise(pl.col(c.name))
+        .otherwise(pl.col(c.name).str.strip_chars())
         .alias(c.name)
         for c in columns
     )
+
+
+def type_problems(frame: pl.DataFrame, columns: list[Column]) -> dict[int, str]:
+    """Rows whose value in a number or boolean column cannot be read as one, with the reason.
+
+    Checked vectorised with polars before COPY, so one bad value costs no COPY round trip; dates
+    and timestamps are left to PostgreSQL, whose parser accepts more forms than polars'.
+    """
+    problems: dict[int, str] = {}
+    for column in columns:
+        value = pl.col(column.name)
+        if column.pg_type in ("bigint", "integer"):
+            parsed = value.cast(pl.Int64, strict=False)
+        elif column.pg_type == "double precision":
+            parsed = value.cast(pl.Float64, strict=False)
+        elif column.pg_type == "boolean":
+            parsed = value.str.to_lowercase().replace_strict(
+                BOOLEAN_WORDS, BOOLEAN_VALUES, default=None, return_dtype=pl.Boolean
+            )
+        else:
+            continue
+        bad = frame.select((value.is_not_null() & parsed.is_null()).alias("bad")).to_series()
+        for index in bad.arg_true().to_list():
+            problems.setdefault(
+                index,
+                f"{frame[column.name][index]!r} in column {column.source_name!r} "
+                f"is not a valid {column.pg_type}",
+            )
+    return problems
+
+
+def quoted(record: dict[str, object], columns: list[Column]) -> str:
+    """A parsed record written back as one CSV line (for the quarantine)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(
+        ["" if record[c.name] is None else record[c.name] for c in columns]
+    )
+    return buffer.getvalue()
+
+
+def storable(text: str) -> str:
+    """Text PostgreSQL can store: undecodable bytes as \\xNN, NUL as \\0."""
+    return (
+        text.encode("utf-8", "surrogateescape")
+        .decode("utf-8", "backslashreplace")
+        .replace("\x00", "\\0")
+    )
+
+
+BOOLEAN_WORDS = ["true", "t", "yes", "y", "1", "on", "false", "f", "no", "n", "0", "off"]
+BOOLEAN_VALUES = [True] * 6 + [False] * 6

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
+from granula_pipeline.lib.chunk_parsing import Rejected, storable
 from granula_pipeline.lib.planning import ChunkPlan
 
 FINAL_STATUSES = frozenset({"completed", "completed_with_errors", "failed"})
@@ -38,6 +39,9 @@ class FileRecord:
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    encoding: str = "UTF8"
+    duplicate_of: int | None = None
+    max_rejected_percent: float = 10.0
 
     @property
     def duration_seconds(self) -> float | None:
@@ -137,6 +141,8 @@ def record_plan(
     table_name: str,
     size_bytes: int,
     content_hash: str,
+    encoding: str,
+    max_rejected_percent: float,
 ) -> None:
     """Store the chunk plan and the file's expected row count, in the caller's transaction."""
     with conn.cursor() as cursor:
@@ -156,7 +162,7 @@ def record_plan(
         """
         UPDATE granula.files
         SET total_chunks = %s, total_rows = %s, table_name = %s, size_bytes = %s,
-            content_hash = %s, updated_at = now()
+            content_hash = %s, encoding = %s, max_rejected_percent = %s, updated_at = now()
         WHERE file_id = %s
         """,
         (
@@ -165,8 +171,27 @@ def record_plan(
             table_name,
             size_bytes,
             content_hash,
+            encoding,
+            max_rejected_percent,
             file_id,
         ),
+    )
+
+
+def mark_duplicate(
+    conn: psycopg.Connection, file_id: int, original: int, content_hash: str
+) -> None:
+    """The same content was loaded before into the dataset: record that, load nothing."""
+    conn.execute(
+        """
+        UPDATE granula.files
+        SET status = 'completed', duplicate_of = %(original)s, content_hash = %(hash)s,
+            total_chunks = 0, total_rows = 0, finished_at = now(), updated_at = now(),
+            error_message = format('not loaded: same content as file %%s, loaded already; '
+                                   'use `granula ingest --force` to load it again', %(original)s)
+        WHERE file_id = %(file_id)s
+        """,
+        {"original": original, "hash": content_hash, "file_id": file_id},
     )
 
 
@@ -215,6 +240,22 @@ def finish_chunk(
     refresh_file(conn, file_id)
 
 
+def quarantine(
+    conn: psycopg.Connection, file_id: int, chunk_index: int, rejected: list[Rejected]
+) -> None:
+    """Set rows aside with their line and reason, in the chunk's own transaction."""
+    if not rejected:
+        return
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            """
+            INSERT INTO granula.rejected_rows (file_id, chunk_index, line_number, raw_text, reason)
+            VALUES (%s, %s, %s, %s, %s)
+            """,
+            [(file_id, chunk_index, r.line, storable(r.raw_text), r.reason) for r in rejected],
+        )
+
+
 def fail_chunk(conn: psycopg.Connection, file_id: int, chunk_index: int, error: str) -> None:
     conn.execute(
         """
@@ -249,9 +290,20 @@ def refresh_file(conn: psycopg.Connection, file_id: int) -> None:
             failed_chunks = counts.failed,
             loaded_rows = counts.loaded,
             rejected_rows = counts.rejected,
-            error_message = CASE WHEN counts.failed > 0 THEN counts.errors ELSE f.error_message END,
+            error_message = CASE
+                WHEN counts.failed > 0 THEN counts.errors
+                WHEN counts.processed + counts.failed < f.total_chunks THEN f.error_message
+                WHEN counts.rejected * 100.0 > f.max_rejected_percent * f.total_rows THEN format(
+                    '%%s of %%s rows were rejected, over MAX_REJECTED_PERCENT=%%s; '
+                    'see granula.rejected_rows for each line and why',
+                    counts.rejected, f.total_rows, f.max_rejected_percent)
+                WHEN counts.rejected > 0 THEN format(
+                    '%%s rows were rejected; see granula.rejected_rows for each line and why',
+                    counts.rejected)
+                ELSE f.error_message END,
             status = CASE
                 WHEN counts.processed + counts.failed < f.total_chunks THEN 'processing'
+                WHEN counts.rejected * 100.0 > f.max_rejected_percent * f.total_rows THEN 'failed'
                 WHEN counts.failed > 0 OR counts.rejected > 0 THEN 'completed_with_errors'
                 ELSE 'completed' END,
             finished_at = CASE WHEN counts.processed + counts.failed < f.total_chunks THEN NULL

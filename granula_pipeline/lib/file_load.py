@@ -1,4 +1,4 @@
-"""A file's load from start to end: plan it and prepare its table, then settle its outcome."""
+"""A file's load from start to end: admit and plan it, prepare its table, then settle its outcome."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from pathlib import Path
 import psycopg
 
 from granula_pipeline.lib import control
+from granula_pipeline.lib.admission import check_admissible, detect_encoding
+from granula_pipeline.lib.chunk_parsing import python_codec
 from granula_pipeline.lib.control import FileRecord
 from granula_pipeline.lib.database import ensure_migrated
-from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.errors import BadInputError, is_transient
 from granula_pipeline.lib.header import read_header
 from granula_pipeline.lib.loading import LoadTarget, read_chunk_bytes
 from granula_pipeline.lib.planning import ChunkPlan, plan_file
@@ -31,11 +33,15 @@ class PreparedLoad:
     chunks: list[ChunkPlan]
 
 
-def prepare_load(settings: Settings, partition_key: str, run_id: str) -> PreparedLoad:
+def prepare_load(
+    settings: Settings, partition_key: str, run_id: str, *, allow_duplicate: bool = False
+) -> PreparedLoad:
     """Plan the file of `partition_key` into chunks and make its table ready to receive them.
 
     A file planned before (a retried or re-executed run) keeps its plan, so chunks already loaded
-    are recognised as such. Bad input fails the file with a message saying what and where.
+    are recognised as such. A file whose content was loaded before into the same dataset is not
+    loaded again unless `allow_duplicate`. Bad input fails the file with a message saying what and
+    where, and a refused file leaves the inbox for `failed/`.
     """
     ensure_migrated(settings)
     with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
@@ -47,30 +53,50 @@ def prepare_load(settings: Settings, partition_key: str, run_id: str) -> Prepare
             )
         control.start_file(conn, record.file_id, run_id)
         try:
-            return _prepare(settings, conn, record)
+            return _prepare(settings, conn, record, allow_duplicate=allow_duplicate)
         except BadInputError as exc:
             control.fail_file(conn, record.file_id, str(exc))
+            _retire(settings, conn, record, settings.failed_dir)
+            raise
+        except Exception as exc:
+            if not is_transient(exc):  # a transient error is retried; anything else is final
+                control.fail_file(conn, record.file_id, f"{type(exc).__name__}: {exc}")
             raise
 
 
-def _prepare(settings: Settings, conn: psycopg.Connection, record: FileRecord) -> PreparedLoad:
+def _prepare(
+    settings: Settings, conn: psycopg.Connection, record: FileRecord, *, allow_duplicate: bool
+) -> PreparedLoad:
     path = Path(record.path)
-    _check_readable(settings, path)
-    header = read_header(path)
+    check_admissible(
+        path,
+        inbox=settings.inbox,
+        max_bytes=settings.max_upload_bytes,
+        content_types=settings.content_types,
+    )
+    encoding = detect_encoding(path)
+    header = read_header(path, python_codec(encoding))
     chunks = control.planned_chunks(conn, record.file_id)
     plan = None
+    if not chunks:
+        plan = plan_file(
+            path,
+            data_offset=header.data_offset,
+            first_line=header.first_data_line,
+            chunk_rows=settings.chunk_size,
+            max_bytes=settings.chunk_max_bytes,
+        )
+        if plan.planned_rows == 0:
+            raise BadInputError("the file has a header but no data rows", line=2)
+        chunks = plan.chunks
+        if not allow_duplicate and (original := _same_content(conn, record, plan.content_hash)):
+            return _skip_duplicate(conn, record, original, plan.content_hash)
+    table = table_name_for(record.dataset)
     with conn.transaction():
-        if not chunks:
-            plan = plan_file(
-                path,
-                data_offset=header.data_offset,
-                first_line=header.first_data_line,
-                chunk_rows=settings.chunk_size,
-                max_bytes=settings.chunk_max_bytes,
-            )
-            chunks = plan.chunks
-        columns = infer_columns(_sample(path, chunks), header.columns, header.source_names)
-        table = table_name_for(record.dataset)
+        sample = _sample(path, chunks)
+        if encoding != "UTF8":
+            sample = sample.decode(python_codec(encoding), errors="replace").encode()
+        columns = infer_columns(sample, header.columns, header.source_names)
         columns = ensure_table(conn, settings.results_schema, table, columns, record.filename)
         if plan is not None:
             control.record_plan(
@@ -80,22 +106,37 @@ def _prepare(settings: Settings, conn: psycopg.Connection, record: FileRecord) -
                 table_name=f"{settings.results_schema}.{table}",
                 size_bytes=plan.size_bytes,
                 content_hash=plan.content_hash,
+                encoding=encoding,
+                max_rejected_percent=settings.max_rejected_percent,
             )
     refreshed = control.file_by_id(conn, record.file_id)
     assert refreshed is not None
-    target = LoadTarget(record.file_id, str(path), settings.results_schema, table, columns)
+    target = LoadTarget(
+        record.file_id, str(path), settings.results_schema, table, columns, encoding
+    )
     return PreparedLoad(refreshed, target, chunks)
 
 
-def _check_readable(settings: Settings, path: Path) -> None:
-    if not path.is_file():
-        raise BadInputError(f"the file {path} is gone; was it moved or deleted?")
-    size = path.stat().st_size
-    if size > settings.max_upload_bytes:
-        raise BadInputError(
-            f"the file is {size / 2**20:.1f} MiB, over MAX_UPLOAD_MB={settings.max_upload_mb}; "
-            "split it or raise the limit"
-        )
+def _same_content(conn: psycopg.Connection, record: FileRecord, content_hash: str) -> int | None:
+    row = conn.execute(
+        """
+        SELECT file_id FROM granula.files
+        WHERE dataset = %s AND content_hash = %s AND file_id <> %s AND duplicate_of IS NULL
+              AND status IN ('completed', 'completed_with_errors')
+        ORDER BY file_id LIMIT 1
+        """,
+        (record.dataset, content_hash, record.file_id),
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def _skip_duplicate(
+    conn: psycopg.Connection, record: FileRecord, original: int, content_hash: str
+) -> PreparedLoad:
+    control.mark_duplicate(conn, record.file_id, original, content_hash)
+    refreshed = control.file_by_id(conn, record.file_id)
+    assert refreshed is not None
+    return PreparedLoad(refreshed, LoadTarget(record.file_id, record.path, "", ""), [])
 
 
 def _sample(path: Path, chunks: list[ChunkPlan]) -> bytes:
@@ -110,38 +151,51 @@ def _sample(path: Path, chunks: list[ChunkPlan]) -> bytes:
 
 
 def _prefix(chunk: ChunkPlan, limit: int) -> ChunkPlan:
-    return ChunkPlan(
-        chunk.index,
-        chunk.byte_start,
-        min(chunk.byte_end, chunk.byte_start + limit),
-        chunk.first_line,
-        0,
-    )
+    end = min(chunk.byte_end, chunk.byte_start + limit)
+    return ChunkPlan(chunk.index, chunk.byte_start, end, chunk.first_line, 0)
 
 
 def settle_file(settings: Settings, file_id: int) -> FileRecord:
-    """Recount the file; once completed, move it out of the inbox (or delete it, if so set)."""
+    """Recount the file; once it has ended, move it out of the inbox (or delete it, if so set).
+
+    Completed files go to `processed/`; files with failed chunks, or failed as a whole, go to
+    `failed/`, where `granula retry` still finds them.
+    """
     with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
         with conn.transaction():
             control.refresh_file(conn, file_id)
         record = control.file_by_id(conn, file_id)
         assert record is not None
-        if record.status == "completed":
-            _retire(settings, conn, record)
-            record = control.file_by_id(conn, file_id) or record
-    return record
+        if record.status == "completed" and settings.delete_file_on_complete:
+            _delete(settings, record)
+        elif record.status in ("completed", "completed_with_errors") and not record.failed_chunks:
+            _retire(settings, conn, record, settings.processed_dir)
+        elif record.status in control.FINAL_STATUSES:
+            _retire(settings, conn, record, settings.failed_dir)
+        return control.file_by_id(conn, file_id) or record
 
 
-def _retire(settings: Settings, conn: psycopg.Connection, record: FileRecord) -> None:
+def _in_inbox(settings: Settings, path: Path) -> bool:
+    return path.absolute().is_relative_to(settings.inbox.absolute()) and (
+        path.is_file() or path.is_symlink()
+    )
+
+
+def _delete(settings: Settings, record: FileRecord) -> None:
     path = Path(record.path)
-    inbox = settings.inbox.resolve()
-    if not path.exists() or not path.resolve().is_relative_to(inbox):
-        return  # a file loaded from elsewhere (`granula ingest PATH`) stays where it is
-    if settings.delete_file_on_complete:
+    if _in_inbox(settings, path):
         path.unlink()
+
+
+def _retire(
+    settings: Settings, conn: psycopg.Connection, record: FileRecord, destination_root: Path
+) -> None:
+    """Move an inbox file to `destination_root`, keeping its folders; files from elsewhere stay."""
+    path = Path(record.path)
+    if not _in_inbox(settings, path):
         return
-    destination = settings.processed_dir / path.resolve().relative_to(inbox)
-    destination = destination.with_name(f"{record.file_id}-{destination.name}")
+    relative = path.absolute().relative_to(settings.inbox.absolute())
+    destination = destination_root / relative.parent / f"{record.file_id}-{relative.name}"
     destination.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(path, destination)
-    control.move_file(conn, record.file_id, str(destination))
+    control.move_file(conn, record.file_id, str(destination.absolute()))

@@ -27,7 +27,7 @@ class Header:
     first_data_line: int
 
 
-def read_header(path: Path) -> Header:
+def read_header(path: Path, codec: str = "utf-8") -> Header:
     """Read and check the first record of `path`; raise BadInputError if it is not a CSV header."""
     with path.open("rb") as source:
         head = source.read(HEADER_MAX_BYTES)
@@ -43,11 +43,11 @@ def read_header(path: Path) -> Header:
     if b"\x00" in raw:
         raise BadInputError("the header contains a NUL byte: this looks like a binary file", line=1)
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode(codec)
     except UnicodeDecodeError as exc:
         raise BadInputError(
-            f"the header is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {offset + exc.start});"
-            " save the file as UTF-8",
+            f"the header is not {codec} (byte 0x{raw[exc.start]:02x} at offset "
+            f"{offset + exc.start}); save the file as UTF-8",
             line=1,
         ) from exc
     names = next(csv.reader(io.StringIO(text)), [])

@@ -144,8 +144,8 @@ def describe(
     path: Path, inbox: Path, *, dataset: str | None = None, priority: int | None = None
 ) -> InboxFile:
     """An InboxFile for any path: inside the inbox its place decides; elsewhere, its name."""
-    stat = path.stat()
-    resolved, root = path.resolve(), inbox.resolve()
+    stat = path.lstat()
+    resolved, root = path.absolute(), inbox.absolute()  # a link is described as the link
     if resolved.is_relative_to(root):
         relative = resolved.relative_to(root).as_posix()
         found_priority, found_dataset = priority_and_dataset(relative)

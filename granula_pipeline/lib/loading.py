@@ -1,11 +1,12 @@
-"""Load one chunk: its bytes go to COPY in one transaction with the chunk's bookkeeping.
+"""Load one chunk: its rows go to COPY in one transaction with the chunk's bookkeeping.
 
-The fast way sends the chunk's bytes to `COPY ... (FORMAT csv)` exactly as they are in the file while
-polars parses the same bytes on another core; the two must agree on the row count before the
+The fast way sends the chunk's bytes to `COPY ... (FORMAT csv)` exactly as they are in the file
+while polars counts the same bytes' records on another core; the two must agree before the
 transaction commits. When PostgreSQL refuses the bytes (a value it cannot read, a `NA` in a number
-column) or the two disagree, the chunk goes the careful way: polars types each column, and the
-typed frame is written to COPY. A chunk commits wholly or not at all, and a committed chunk is
-never loaded again, so a retried chunk cannot duplicate rows.
+column, a ragged record) or the two disagree, the chunk goes the careful way: parsed record by
+record, rows that cannot be loaded set aside in `granula.rejected_rows` with their line and reason,
+the rest written to COPY. A chunk commits wholly or not at all, and a committed chunk is never
+loaded again, so a retried chunk cannot duplicate rows.
 """
 
 from __future__ import annotations
@@ -22,23 +23,33 @@ import psycopg
 from psycopg import sql
 
 from granula_pipeline.lib import control
-from granula_pipeline.lib.chunk_parsing import LINE_COLUMN, normalise_nulls, parse_chunk
+from granula_pipeline.lib.chunk_parsing import (
+    LINE_COLUMN,
+    Rejected,
+    normalise_nulls,
+    parse_chunk,
+    quoted,
+    type_problems,
+)
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.planning import ChunkPlan
 from granula_pipeline.lib.schema import Column
 
 COPY_BLOCK_BYTES = 1024 * 1024
+MAX_REFUSALS_PER_CHUNK = 1000
+_COPY_CONTEXT = re.compile(r"line (\d+)(?:, column ([^:]+))?")
 
 
 @dataclass(frozen=True)
 class LoadTarget:
-    """Where a file's chunks go: the file's id and path, and its dataset's table and columns."""
+    """Where a file's chunks go: the file's id, path and encoding, its table and columns."""
 
     file_id: int
     path: str
     schema: str
     table: str
     columns: list[Column] = field(default_factory=list)
+    encoding: str = "UTF8"
 
     @property
     def qualified_table(self) -> str:
@@ -81,94 +92,119 @@ def load_chunk(conninfo: str, target: LoadTarget, chunk: ChunkPlan) -> ChunkResu
         conn.execute("SELECT set_config('granula.file_id', %s, true)", (str(target.file_id),))
         conn.execute("SELECT set_config('granula.chunk_index', %s, true)", (str(chunk.index),))
         data = read_chunk_bytes(Path(target.path), chunk)
-        rows = None if chunk.stray_quotes else _copy_as_is(conn, target, chunk, data)
+        rows = None if chunk.stray_quotes else _copy_as_is(conn, target, data)
+        rejected: list[Rejected] = []
         method: Literal["copy", "parsed"] = "copy"
         if rows is None:
             method = "parsed"
-            frame = parse_chunk(data, target.columns, chunk.first_line)
-            rows = _copy_frame(conn, target, normalise_nulls(frame, target.columns))
-        control.finish_chunk(conn, target.file_id, chunk.index, row_count=rows, rejected=0)
+            rows, rejected = _copy_parsed(conn, target, chunk, data)
+        control.quarantine(conn, target.file_id, chunk.index, rejected)
+        control.finish_chunk(
+            conn, target.file_id, chunk.index, row_count=rows, rejected=len(rejected)
+        )
         conn.commit()
-    return ChunkResult(chunk.index, "loaded", rows, 0, method, time.perf_counter() - started)
-
-
-def _copy_statement(target: LoadTarget) -> sql.Composed:
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        sql.Identifier(target.schema, target.table),
-        sql.SQL(", ").join(sql.Identifier(c.name) for c in target.columns),
+    return ChunkResult(
+        chunk.index, "loaded", rows, len(rejected), method, time.perf_counter() - started
     )
 
 
-def _copy_as_is(
-    conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPlan, data: bytes
-) -> int | None:
-    """COPY the raw bytes inside a savepoint; the row count if PostgreSQL and polars agree."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        parsed = pool.submit(_count_rows, data, len(target.columns))
-        try:
-            with conn.transaction(), conn.cursor() as cursor:
-                with cursor.copy(_copy_statement(target)) as copy:
-                    view = memoryview(data)
-                    for offset in range(0, len(data), COPY_BLOCK_BYTES):
-                        copy.write(view[offset : offset + COPY_BLOCK_BYTES])
-                copied = cursor.rowcount
-                if parsed.result() != copied:
-                    raise _Disagreement
-        except (
-            psycopg.errors.DataError,
-            psycopg.errors.IntegrityConstraintViolation,
-            _Disagreement,
-        ):
-            return None
-        except psycopg.errors.ProgramLimitExceeded:
-            return None
-    return copied
+def _copy_statement(target: LoadTarget, encoding: str) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, ENCODING {})").format(
+        sql.Identifier(target.schema, target.table),
+        sql.SQL(", ").join(sql.Identifier(c.name) for c in target.columns),
+        sql.Literal(encoding),
+    )
 
 
 class _Disagreement(Exception):
     """polars and PostgreSQL read a different number of rows from the same bytes."""
 
 
-def _count_rows(data: bytes, width: int) -> int:
+def _copy_as_is(conn: psycopg.Connection, target: LoadTarget, data: bytes) -> int | None:
+    """COPY the raw bytes inside a savepoint; the row count if PostgreSQL and polars agree."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        counted = pool.submit(_count_records, data, len(target.columns))
+        try:
+            with conn.transaction(), conn.cursor() as cursor:
+                with cursor.copy(_copy_statement(target, target.encoding)) as copy:
+                    view = memoryview(data)
+                    for offset in range(0, len(data), COPY_BLOCK_BYTES):
+                        copy.write(view[offset : offset + COPY_BLOCK_BYTES])
+                if counted.result() != cursor.rowcount:
+                    raise _Disagreement
+                return cursor.rowcount
+        except (psycopg.errors.DataError, _Disagreement):
+            return None
+
+
+def _count_records(data: bytes, width: int) -> int:
     try:
         frame = pl.read_csv(
             data,
             has_header=False,
             infer_schema=False,
             new_columns=[f"c{i}" for i in range(width)],
+            encoding="utf8-lossy",
             raise_if_empty=False,
-            missing_columns="raise",
         )
     except (pl.exceptions.PolarsError, ValueError):
         return -1
     return frame.height if frame.width == width else -1
 
 
+def _copy_parsed(
+    conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPlan, data: bytes
+) -> tuple[int, list[Rejected]]:
+    """Load the records that can be loaded; return their count and the ones set aside."""
+    parsed = parse_chunk(data, target.columns, chunk.first_line, target.encoding)
+    rejected = list(parsed.rejected)
+    frame = normalise_nulls(parsed.frame, target.columns)
+    problems = type_problems(frame, target.columns)
+    if problems:
+        frame, set_aside = _set_aside(frame, target.columns, problems)
+        rejected.extend(set_aside)
+    for _ in range(MAX_REFUSALS_PER_CHUNK):
+        try:
+            return _copy_frame(conn, target, frame), rejected
+        except psycopg.errors.DataError as exc:
+            index, reason = _refused_row(exc, target, frame)
+            frame, set_aside = _set_aside(frame, target.columns, {index: reason})
+            rejected.extend(set_aside)
+    raise BadInputError(
+        f"PostgreSQL refused more than {MAX_REFUSALS_PER_CHUNK} rows of this chunk",
+        line=chunk.first_line,
+    )
+
+
 def _copy_frame(conn: psycopg.Connection, target: LoadTarget, frame: pl.DataFrame) -> int:
-    """COPY a parsed frame; a value PostgreSQL cannot type is reported with its line and column."""
     payload = frame.drop(LINE_COLUMN).write_csv(include_header=False).encode()
-    try:
-        with conn.transaction(), conn.cursor() as cursor:
-            with cursor.copy(_copy_statement(target)) as copy:
-                copy.write(payload)
-            return cursor.rowcount
-    except psycopg.errors.DataError as exc:
-        raise _located_error(exc, target, frame) from exc
+    with conn.transaction(), conn.cursor() as cursor:
+        with cursor.copy(_copy_statement(target, "UTF8")) as copy:  # polars writes UTF-8
+            copy.write(payload)
+        return cursor.rowcount
 
 
-_COPY_CONTEXT = re.compile(r"line (\d+)(?:, column ([^:]+))?")
-
-
-def _located_error(
+def _refused_row(
     exc: psycopg.errors.DataError, target: LoadTarget, frame: pl.DataFrame
-) -> BadInputError:
-    """Turn PostgreSQL's `COPY t, line 3, column x` into the source file's line and header name."""
+) -> tuple[int, str]:
+    """PostgreSQL's `COPY t, line 3, column x: "abc"` as a row index and a reason for a person."""
     message = exc.diag.message_primary or str(exc)
     match = _COPY_CONTEXT.search(exc.diag.context or "")
-    if not match:
-        return BadInputError(message)
-    record = int(match.group(1)) - 1
-    line = int(frame[LINE_COLUMN][record]) if 0 <= record < frame.height else None
+    if not match or not 0 < int(match.group(1)) <= frame.height:
+        raise BadInputError(f"PostgreSQL refused this chunk: {message}") from exc
     by_name = {c.name: c.source_name for c in target.columns}
-    column = by_name.get(match.group(2) or "", match.group(2))
-    return BadInputError(message, line=line, column=column)
+    column = match.group(2)
+    where = f" (column {by_name.get(column, column)!r})" if column else ""
+    return int(match.group(1)) - 1, f"{message}{where}"
+
+
+def _set_aside(
+    frame: pl.DataFrame, columns: list[Column], problems: dict[int, str]
+) -> tuple[pl.DataFrame, list[Rejected]]:
+    rows = frame.with_row_index("_index").filter(pl.col("_index").is_in(list(problems)))
+    set_aside = [
+        Rejected(record[LINE_COLUMN], quoted(record, columns), problems[record["_index"]])
+        for record in rows.iter_rows(named=True)
+    ]
+    keep = frame.with_row_index("_index").filter(~pl.col("_index").is_in(list(problems)))
+    return keep.drop("_index"), set_aside

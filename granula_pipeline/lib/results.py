@@ -40,5 +40,9 @@ def file_results(
         chunk_index = row.pop("_granula_chunk_index")
         row.pop("_granula_file_id")
         items.append({"id": position, "chunk_index": chunk_index, "data": row})
-    return {"items": items, "total": total_row[0] if total_row else 0, "limit": limit,
-            "offset": offset}
+    return {
+        "items": items,
+        "total": total_row[0] if total_row else 0,
+        "limit": limit,
+        "offset": offset,
+    }

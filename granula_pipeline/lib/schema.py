@@ -86,7 +86,9 @@ def _read(sample: bytes, columns: list[str], *, infer: bool) -> pl.DataFrame:
         try_parse_dates=infer,
         null_values=NULL_TOKENS if infer else None,
         truncate_ragged_lines=True,
+        extra_columns="ignore",
         raise_if_empty=False,
+        encoding="utf8-lossy",
     )
 
 

@@ -1,0 +1,87 @@
+"""Whether a file may be loaded at all, and as which encoding: refusals say what to do."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+from granula_pipeline.lib.errors import BadInputError
+
+SNIFF_BYTES = 1024 * 1024
+BINARY_SIGNATURES = {
+    b"PK\x03\x04": "a ZIP archive (an .xlsx workbook?)",
+    b"\x1f\x8b": "a gzip archive",
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+    b"\xd0\xcf\x11\xe0": "an old Office document (.xls?)",
+    b"PAR1": "a Parquet file",
+}
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+TEXT_CONTROLS = frozenset(b"\t\n\r\f\b")
+
+
+def check_admissible(
+    path: Path, *, inbox: Path, max_bytes: int, content_types: frozenset[str]
+) -> None:
+    """Refuse a file that is gone, too large, of a type not allowed, or a link out of the inbox."""
+    if path.is_symlink():
+        target = path.resolve()
+        if path.absolute().is_relative_to(inbox.absolute()) and not target.is_relative_to(
+            inbox.resolve()
+        ):
+            raise BadInputError(
+                f"this is a symbolic link to {target}, outside the inbox; copy the file itself in"
+            )
+    if not path.is_file():
+        raise BadInputError(f"the file {path} is gone or is not a regular file; was it moved?")
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if content_type not in content_types:
+        raise BadInputError(
+            f"content type {content_type} (from the name {path.name!r}) is not accepted; "
+            f"ALLOWED_CONTENT_TYPES is {','.join(sorted(content_types))}"
+        )
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise BadInputError(
+            f"the file is {size / 2**20:.1f} MiB, over MAX_UPLOAD_MB={max_bytes // 2**20}; "
+            "split it or raise the limit"
+        )
+
+
+def detect_encoding(path: Path) -> str:
+    """The file's encoding as PostgreSQL names it: UTF8, else WIN1252 or LATIN1.
+
+    Refuses binary files and UTF-16 text, whose bytes a CSV reader cannot split into records.
+    """
+    with path.open("rb") as source:
+        head = source.read(SNIFF_BYTES)
+    for signature, kind in BINARY_SIGNATURES.items():
+        if head.startswith(signature):
+            raise BadInputError(f"this is {kind}, not a CSV file; export it as CSV first")
+    if head.startswith(UTF16_BOMS):
+        raise BadInputError(
+            "the file is UTF-16 text; save it as UTF-8 (CSV UTF-8) and drop it again"
+        )
+    controls = sum(1 for byte in head[:65536] if byte < 32 and byte not in TEXT_CONTROLS)
+    if head and controls > len(head[:65536]) * 0.05:
+        raise BadInputError(
+            f"the file looks binary ({controls} control bytes in its first "
+            f"{min(len(head), 65536)}); export it as CSV"
+        )
+    text = head.decode("utf-8", errors="surrogateescape")
+    invalid = sum(1 for char in text if "\udc80" <= char <= "\udcff")
+    multibyte = sum(1 for char in text if char > "\x7f") - invalid
+    if invalid == 0 or multibyte > invalid or _cut_at_end(text, invalid, len(head)):
+        return "UTF8"  # UTF-8 with a few bad bytes: those rows are rejected, the rest load
+    try:
+        head.decode("cp1252")
+        return "WIN1252"
+    except UnicodeDecodeError:
+        return "LATIN1"
+
+
+def _cut_at_end(text: str, invalid: int, size: int) -> bool:
+    """The only undecodable bytes are a character cut off by the end of the sniffed head."""
+    tail = text[-3:]
+    cut = sum(1 for char in tail if "\udc80" <= char <= "\udcff")
+    return size == SNIFF_BYTES and cut == invalid
