@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("path", type=Path)
     ingest.add_argument("--priority", type=_priority, default=None)
     ingest.add_argument("--dataset", default=None, help="table to load into (default: file name)")
+    ingest.add_argument(
+        "--force", action="store_true", help="load even if the same content was loaded before"
+    )
     ingest.set_defaults(handler=_ingest)
 
     submit = commands.add_parser("submit", help="place a file in the inbox and register it")
@@ -54,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--priority", type=_priority, default=0)
     submit.add_argument("--dataset", default=None)
     submit.set_defaults(handler=_submit)
+
+    retry = commands.add_parser("retry", help="load again what did not load of a file")
+    retry.add_argument("file_id", type=int)
+    retry.set_defaults(handler=_retry)
 
     status = commands.add_parser("status", help="a file's status as JSON")
     status.add_argument("file_id", type=int)
@@ -106,8 +113,26 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     path = _existing_file(args.path)
     with _instance() as instance:
         record, _ = ingest(
-            instance, GranulaResource(), path, dataset=args.dataset, priority=args.priority
+            instance,
+            GranulaResource(),
+            path,
+            dataset=args.dataset,
+            priority=args.priority,
+            force=args.force,
         )
+    _emit(record.summary())
+    return 0 if record.status == "completed" else 1
+
+
+def _retry(args: argparse.Namespace, settings: Settings) -> int:
+    from granula_pipeline.defs.launch import retry
+    from granula_pipeline.defs.resources import GranulaResource
+
+    with _instance() as instance:
+        try:
+            record, _ = retry(instance, GranulaResource(), args.file_id)
+        except LookupError as exc:
+            raise CliError(str(exc)) from exc
     _emit(record.summary())
     return 0 if record.status == "completed" else 1
 

@@ -17,3 +17,8 @@ def build_definitions(granula: GranulaResource) -> Definitions:
 
 
 defs = build_definitions(GranulaResource())
+
+
+def ingest_file_job():
+    """The resolved `ingest_file` job, for `reconstructable` (re-execution from Python)."""
+    return defs.resolve_job_def("ingest_file")

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+
+# The chunk op's RetryPolicy is built when its module is imported: short waits keep tests quick.
+os.environ.setdefault("BASE_BACKOFF", "0.05")
+os.environ.setdefault("MAX_BACKOFF", "0.2")
+
 import uuid
 from collections.abc import Iterator
 from pathlib import Path

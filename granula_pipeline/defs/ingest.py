@@ -42,9 +42,13 @@ class ChunkTask:
     chunk: ChunkPlan
 
 
+RETRY_POLICY = chunk_retry_policy(load_settings())
+
+
 @op(
     out={"file_id": Out(int), "chunks": DynamicOut(ChunkTask)},
     tags={"kind": "polars"},
+    retry_policy=RETRY_POLICY,
 )
 def plan_chunks(context: OpExecutionContext, granula: GranulaResource):
     """Check the file's header, plan its chunks by byte offsets and make its table ready."""
@@ -71,7 +75,7 @@ def plan_chunks(context: OpExecutionContext, granula: GranulaResource):
         )
 
 
-@op(retry_policy=chunk_retry_policy(load_settings()), tags={"kind": "postgres"})
+@op(retry_policy=RETRY_POLICY, tags={"kind": "postgres"})
 def load_chunk(
     context: OpExecutionContext, granula: GranulaResource, task: ChunkTask
 ) -> ChunkResult:
@@ -133,12 +137,13 @@ def _observe_if_ended(
     if record.status == "completed_with_errors" and not record.failed_chunks:
         return record  # rows were rejected but every chunk loaded: record_outcome settles it
     record = settle_file(settings, record.file_id)
-    context.log_event(
+    # Reported to the instance directly: events logged by a step that then fails are dropped.
+    context.instance.report_runless_asset_event(
         AssetObservation(
             asset_key=AssetKey("file_status"),
             partition=context.partition_key,
             description=record.error_message,
-            metadata=status_metadata(record),
+            metadata={**status_metadata(record), "run_id": MetadataValue.text(context.run_id)},
         )
     )
     return record
@@ -156,7 +161,7 @@ def _current_record(
         return None
 
 
-@op(ins={"results": In(list[ChunkResult])})
+@op(ins={"results": In(list[ChunkResult])}, retry_policy=RETRY_POLICY)
 def record_outcome(
     context: OpExecutionContext, granula: GranulaResource, file_id: int, results: list[ChunkResult]
 ) -> Output[dict]:

@@ -55,6 +55,16 @@ def ingest(
     record, tags = register(instance, granula, path, dataset=dataset, priority=priority)
     if force:
         tags[FORCE_TAG] = "true"
+    return _run(instance, granula, record, tags, log_level)
+
+
+def _run(
+    instance: DagsterInstance,
+    granula: GranulaResource,
+    record: FileRecord,
+    tags: dict[str, str],
+    log_level: str,
+) -> tuple[FileRecord, ExecuteInProcessResult]:
     job = build_definitions(granula).resolve_job_def(ingest_file.name)
     result = job.execute_in_process(
         instance=instance,
@@ -67,3 +77,32 @@ def ingest(
         final = control.file_by_id(conn, record.file_id)
     assert final is not None
     return final, result
+
+
+RETRY_OF_TAG = "granula/retry_of"
+
+
+def retry(
+    instance: DagsterInstance, granula: GranulaResource, file_id: int, *, log_level: str = "INFO"
+) -> tuple[FileRecord, ExecuteInProcessResult | None]:
+    """Load again what did not load of a file: failed chunks, chunks of a killed run.
+
+    Chunks already loaded are recognised and left alone, so every row ends up there exactly once.
+    """
+    settings = granula.settings()
+    ensure_migrated(settings)
+    with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
+        record = control.file_by_id(conn, file_id)
+        if record is None:
+            raise LookupError(f"no file with id {file_id}")
+        if record.status == "completed":
+            return record, None
+        control.reopen_file(conn, file_id)
+    instance.add_dynamic_partitions(inbox_partitions.name, [record.partition_key])
+    tags = {
+        "dagster/priority": str(record.priority),
+        "granula/file": record.filename,
+        "granula/dataset": record.dataset,
+        RETRY_OF_TAG: record.run_id or "",
+    }
+    return _run(instance, granula, record, tags, log_level)

@@ -213,15 +213,38 @@ def mark_chunk_started(conn: psycopg.Connection, file_id: int, chunk_index: int)
     return str(row[0])
 
 
-def lock_chunk(conn: psycopg.Connection, file_id: int, chunk_index: int) -> str:
-    """Lock a chunk's row for this transaction and return its status."""
+def lock_chunk(conn: psycopg.Connection, file_id: int, chunk_index: int) -> tuple[str, str]:
+    """Lock a chunk's row for this transaction; return its status and where the file is now."""
     row = conn.execute(
-        "SELECT status FROM granula.chunks WHERE file_id = %s AND chunk_index = %s FOR UPDATE",
+        """
+        SELECT c.status, f.path FROM granula.chunks AS c JOIN granula.files AS f USING (file_id)
+        WHERE c.file_id = %s AND c.chunk_index = %s
+        FOR UPDATE OF c
+        """,
         (file_id, chunk_index),
     ).fetchone()
     if row is None:
         raise LookupError(f"chunk {chunk_index} of file {file_id} was never planned")
-    return str(row[0])
+    return str(row[0]), str(row[1])
+
+
+def reopen_file(conn: psycopg.Connection, file_id: int) -> None:
+    """Make a file's unfinished chunks loadable again (after a failure or a killed run)."""
+    conn.execute(
+        """
+        UPDATE granula.chunks SET status = 'pending', error_message = NULL, updated_at = now()
+        WHERE file_id = %s AND status IN ('failed', 'processing')
+        """,
+        (file_id,),
+    )
+    conn.execute(
+        """
+        UPDATE granula.files SET status = 'queued', failed_chunks = 0, finished_at = NULL,
+               error_message = NULL, updated_at = now()
+        WHERE file_id = %s AND status <> 'completed'
+        """,
+        (file_id,),
+    )
 
 
 def finish_chunk(

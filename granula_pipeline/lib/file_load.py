@@ -111,9 +111,7 @@ def _prepare(
             )
     refreshed = control.file_by_id(conn, record.file_id)
     assert refreshed is not None
-    target = LoadTarget(
-        record.file_id, str(path), settings.results_schema, table, columns, encoding
-    )
+    target = LoadTarget(record.file_id, settings.results_schema, table, columns, encoding)
     return PreparedLoad(refreshed, target, chunks)
 
 
@@ -136,7 +134,7 @@ def _skip_duplicate(
     control.mark_duplicate(conn, record.file_id, original, content_hash)
     refreshed = control.file_by_id(conn, record.file_id)
     assert refreshed is not None
-    return PreparedLoad(refreshed, LoadTarget(record.file_id, record.path, "", ""), [])
+    return PreparedLoad(refreshed, LoadTarget(record.file_id, "", ""), [])
 
 
 def _sample(path: Path, chunks: list[ChunkPlan]) -> bytes:
@@ -175,27 +173,35 @@ def settle_file(settings: Settings, file_id: int) -> FileRecord:
         return control.file_by_id(conn, file_id) or record
 
 
-def _in_inbox(settings: Settings, path: Path) -> bool:
-    return path.absolute().is_relative_to(settings.inbox.absolute()) and (
-        path.is_file() or path.is_symlink()
-    )
+def _managed_root(settings: Settings, path: Path) -> Path | None:
+    """The folder of ours (inbox/ or failed/) that holds `path`; files from elsewhere stay put."""
+    if not (path.is_file() or path.is_symlink()):
+        return None
+    for root in (settings.inbox, settings.failed_dir):
+        if path.absolute().is_relative_to(root.absolute()):
+            return root
+    return None
 
 
 def _delete(settings: Settings, record: FileRecord) -> None:
     path = Path(record.path)
-    if _in_inbox(settings, path):
+    if _managed_root(settings, path) is not None:
         path.unlink()
 
 
 def _retire(
     settings: Settings, conn: psycopg.Connection, record: FileRecord, destination_root: Path
 ) -> None:
-    """Move an inbox file to `destination_root`, keeping its folders; files from elsewhere stay."""
+    """Move a file of ours to `destination_root`, keeping its folders, named `<file_id>-<name>`."""
     path = Path(record.path)
-    if not _in_inbox(settings, path):
+    root = _managed_root(settings, path)
+    if root is None or root.absolute() == destination_root.absolute():
         return
-    relative = path.absolute().relative_to(settings.inbox.absolute())
-    destination = destination_root / relative.parent / f"{record.file_id}-{relative.name}"
+    relative = path.absolute().relative_to(root.absolute())
+    name = relative.name
+    if not name.startswith(f"{record.file_id}-"):
+        name = f"{record.file_id}-{name}"
+    destination = destination_root / relative.parent / name
     destination.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(path, destination)
     control.move_file(conn, record.file_id, str(destination.absolute()))

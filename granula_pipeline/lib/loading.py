@@ -42,10 +42,9 @@ _COPY_CONTEXT = re.compile(r"line (\d+)(?:, column ([^:]+))?")
 
 @dataclass(frozen=True)
 class LoadTarget:
-    """Where a file's chunks go: the file's id, path and encoding, its table and columns."""
+    """Where a file's chunks go: the file's id and encoding, its table and columns."""
 
     file_id: int
-    path: str
     schema: str
     table: str
     columns: list[Column] = field(default_factory=list)
@@ -86,12 +85,13 @@ def load_chunk(conninfo: str, target: LoadTarget, chunk: ChunkPlan) -> ChunkResu
     with psycopg.connect(conninfo, autocommit=True) as conn:
         control.mark_chunk_started(conn, target.file_id, chunk.index)
     with psycopg.connect(conninfo) as conn:
-        if control.lock_chunk(conn, target.file_id, chunk.index) == "loaded":
+        status, path = control.lock_chunk(conn, target.file_id, chunk.index)
+        if status == "loaded":
             conn.rollback()
             return ChunkResult(chunk.index, "already_loaded", 0, 0, "none", 0.0)
         conn.execute("SELECT set_config('granula.file_id', %s, true)", (str(target.file_id),))
         conn.execute("SELECT set_config('granula.chunk_index', %s, true)", (str(chunk.index),))
-        data = read_chunk_bytes(Path(target.path), chunk)
+        data = read_chunk_bytes(Path(path), chunk)  # where the file is now: it may have moved
         rows = None if chunk.stray_quotes else _copy_as_is(conn, target, data)
         rejected: list[Rejected] = []
         method: Literal["copy", "parsed"] = "copy"
