@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     def require_database_url(self) -> str:
         if not self.database_url:
             raise RuntimeError(
-                "DATABASE_URL is not set: export it, or start the embedded server with `granula up`."
+                "DATABASE_URL is not set: export it, or run `granula up` (embedded server)."
             )
         return self.database_url
 

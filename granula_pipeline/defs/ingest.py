@@ -79,7 +79,7 @@ def plan_chunks(context: OpExecutionContext, granula: GranulaResource):
 def load_chunk(
     context: OpExecutionContext, granula: GranulaResource, task: ChunkTask
 ) -> ChunkResult:
-    """COPY one chunk's rows in one transaction with its bookkeeping: exactly once, or not at all."""
+    """COPY one chunk's rows in one transaction with its bookkeeping: exactly once, or not."""
     settings = granula.settings()
     chunk = task.chunk
     try:

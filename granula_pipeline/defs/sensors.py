@@ -48,7 +48,8 @@ def inbox_sensor(context: SensorEvaluationContext, granula: GranulaResource):
         context.log.info(f"{waiting.relative_path}: still being written or just arrived, waiting")
     if not scan.ready:
         reason = (
-            f"{len(scan.waiting)} file(s) not settled yet (unchanged for {settings.settle_seconds}s)"
+            f"{len(scan.waiting)} file(s) not settled yet "
+            f"(must be unchanged for {settings.settle_seconds}s)"
             if scan.waiting
             else f"no new files in {settings.inbox}"
         )

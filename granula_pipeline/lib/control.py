@@ -1,4 +1,4 @@
-"""The control tables: what Granula knows of each file and each chunk, kept live as chunks commit."""
+"""The control tables: what Granula knows of each file and chunk, kept live as chunks commit."""
 
 from __future__ import annotations
 
@@ -250,7 +250,7 @@ def reopen_file(conn: psycopg.Connection, file_id: int) -> None:
 def finish_chunk(
     conn: psycopg.Connection, file_id: int, chunk_index: int, *, row_count: int, rejected: int
 ) -> None:
-    """Mark a chunk loaded, in the transaction that wrote its rows, and refresh the file's counts."""
+    """Mark a chunk loaded, in the transaction that wrote its rows; refresh the file's counts."""
     conn.execute(
         """
         UPDATE granula.chunks

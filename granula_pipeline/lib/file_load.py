@@ -1,4 +1,4 @@
-"""A file's load from start to end: admit and plan it, prepare its table, then settle its outcome."""
+"""A file's load from start to end: admit and plan it, prepare its table, settle its outcome."""
 
 from __future__ import annotations
 

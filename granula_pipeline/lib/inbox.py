@@ -150,7 +150,8 @@ def describe(
         relative = resolved.relative_to(root).as_posix()
         found_priority, found_dataset = priority_and_dataset(relative)
     else:
-        relative = f"external/{path.name}-{hashlib.blake2b(str(resolved).encode(), digest_size=3).hexdigest()}"
+        where = hashlib.blake2b(str(resolved).encode(), digest_size=3).hexdigest()
+        relative = f"external/{path.name}-{where}"
         found_priority, found_dataset = 0, dataset_from_filename(path.name)
     return InboxFile(
         relative,

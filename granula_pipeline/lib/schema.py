@@ -16,7 +16,7 @@ TEXT = "text"
 
 @dataclass(frozen=True)
 class Column:
-    """A data column of a result table: its SQL name, PostgreSQL type and the header it came from."""
+    """A data column of a result table: SQL name, PostgreSQL type and the header it came from."""
 
     name: str
     pg_type: str
