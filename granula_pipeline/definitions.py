@@ -2,6 +2,7 @@
 
 from dagster import Definitions
 
+from granula_pipeline.defs.checks import file_checks
 from granula_pipeline.defs.ingest import file_status, ingest_file
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.sensors import inbox_sensor
@@ -10,6 +11,7 @@ from granula_pipeline.defs.sensors import inbox_sensor
 def build_definitions(granula: GranulaResource) -> Definitions:
     return Definitions(
         assets=[file_status],
+        asset_checks=file_checks,
         jobs=[ingest_file],
         sensors=[inbox_sensor],
         resources={"granula": granula},

@@ -4,7 +4,6 @@ from dataclasses import dataclass
 
 import psycopg
 from dagster import (
-    AssetKey,
     AssetObservation,
     AssetSelection,
     DynamicOut,
@@ -24,6 +23,12 @@ from dagster import (
 from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.retries import chunk_retry_policy
+from granula_pipeline.defs.status import (
+    FILE_STATUS,
+    check_evaluations,
+    status_metadata,
+    table_metadata,
+)
 from granula_pipeline.lib import control
 from granula_pipeline.lib.control import FINAL_STATUSES, FileRecord
 from granula_pipeline.lib.errors import BadInputError, is_transient
@@ -138,14 +143,17 @@ def _observe_if_ended(
         return record  # rows were rejected but every chunk loaded: record_outcome settles it
     record = settle_file(settings, record.file_id)
     # Reported to the instance directly: events logged by a step that then fails are dropped.
+    metadata = {**status_metadata(record), **table_metadata(settings, record)}
     context.instance.report_runless_asset_event(
         AssetObservation(
-            asset_key=AssetKey("file_status"),
+            asset_key=FILE_STATUS,
             partition=context.partition_key,
             description=record.error_message,
-            metadata={**status_metadata(record), "run_id": MetadataValue.text(context.run_id)},
+            metadata={**metadata, "run_id": MetadataValue.text(context.run_id)},
         )
     )
+    for evaluation in check_evaluations(settings, record, context.partition_key):
+        context.instance.report_runless_asset_event(evaluation)
     return record
 
 
@@ -166,29 +174,10 @@ def record_outcome(
     context: OpExecutionContext, granula: GranulaResource, file_id: int, results: list[ChunkResult]
 ) -> Output[dict]:
     """Settle the file's status from its chunks and move a completed file out of the inbox."""
-    record = settle_file(granula.settings(), file_id)
-    return Output(record.summary(), metadata=status_metadata(record))
-
-
-def status_metadata(record: FileRecord) -> dict[str, MetadataValue]:
-    seconds = record.duration_seconds or 0.0
-    return {
-        "status": MetadataValue.text(record.status),
-        "file_id": MetadataValue.int(record.file_id),
-        "filename": MetadataValue.text(record.filename),
-        "table": MetadataValue.text(record.table_name or ""),
-        "total_chunks": MetadataValue.int(record.total_chunks or 0),
-        "processed_chunks": MetadataValue.int(record.processed_chunks),
-        "failed_chunks": MetadataValue.int(record.failed_chunks),
-        "source_rows": MetadataValue.int(record.total_rows or 0),
-        "loaded_rows": MetadataValue.int(record.loaded_rows),
-        "rejected_rows": MetadataValue.int(record.rejected_rows),
-        "duration_seconds": MetadataValue.float(round(seconds, 3)),
-        "rows_per_second": MetadataValue.float(
-            round(record.loaded_rows / seconds, 1) if seconds else 0.0
-        ),
-        "dagster/row_count": MetadataValue.int(record.loaded_rows),
-    }
+    settings = granula.settings()
+    record = settle_file(settings, file_id)
+    metadata = {**status_metadata(record), **table_metadata(settings, record)}
+    return Output(record.summary(), metadata=metadata)
 
 
 @graph_asset(

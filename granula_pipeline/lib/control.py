@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 from granula_pipeline.lib.chunk_parsing import Rejected, storable
 from granula_pipeline.lib.planning import ChunkPlan
@@ -42,6 +43,7 @@ class FileRecord:
     encoding: str = "UTF8"
     duplicate_of: int | None = None
     max_rejected_percent: float = 10.0
+    columns: list[dict[str, str]] | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -143,6 +145,7 @@ def record_plan(
     content_hash: str,
     encoding: str,
     max_rejected_percent: float,
+    columns: list[dict[str, str]],
 ) -> None:
     """Store the chunk plan and the file's expected row count, in the caller's transaction."""
     with conn.cursor() as cursor:
@@ -162,7 +165,8 @@ def record_plan(
         """
         UPDATE granula.files
         SET total_chunks = %s, total_rows = %s, table_name = %s, size_bytes = %s,
-            content_hash = %s, encoding = %s, max_rejected_percent = %s, updated_at = now()
+            content_hash = %s, encoding = %s, max_rejected_percent = %s, columns = %s,
+            updated_at = now()
         WHERE file_id = %s
         """,
         (
@@ -173,6 +177,7 @@ def record_plan(
             content_hash,
             encoding,
             max_rejected_percent,
+            Jsonb(columns),
             file_id,
         ),
     )
@@ -356,3 +361,17 @@ def move_file(conn: psycopg.Connection, file_id: int, path: str) -> None:
         "UPDATE granula.files SET path = %s, updated_at = now() WHERE file_id = %s",
         (path, file_id),
     )
+
+
+def previous_columns(conn: psycopg.Connection, record: FileRecord) -> list[dict[str, str]] | None:
+    """The columns of the dataset's last file loaded before this one, if any."""
+    row = conn.execute(
+        """
+        SELECT columns FROM granula.files
+        WHERE dataset = %s AND file_id < %s AND columns IS NOT NULL
+              AND status IN ('completed', 'completed_with_errors')
+        ORDER BY file_id DESC LIMIT 1
+        """,
+        (record.dataset, record.file_id),
+    ).fetchone()
+    return row[0] if row else None

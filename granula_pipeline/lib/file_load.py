@@ -108,6 +108,9 @@ def _prepare(
                 content_hash=plan.content_hash,
                 encoding=encoding,
                 max_rejected_percent=settings.max_rejected_percent,
+                columns=[
+                    {"name": c.name, "type": c.pg_type, "header": c.source_name} for c in columns
+                ],
             )
     refreshed = control.file_by_id(conn, record.file_id)
     assert refreshed is not None

@@ -43,7 +43,8 @@ POLARS_TYPES: dict[str, pl.DataType] = {
 def pg_type_for(dtype: pl.DataType) -> str:
     """The PostgreSQL type that holds every value of a polars type exactly."""
     if dtype.is_integer():
-        return "numeric" if dtype == pl.UInt64 else "bigint"
+        # polars reads integers beyond 64 bits as Int128, which bigint cannot hold
+        return "numeric" if dtype in (pl.UInt64, pl.Int128, pl.UInt128) else "bigint"
     if dtype.is_float():
         return "double precision"
     if isinstance(dtype, pl.Decimal):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg import sql
@@ -36,6 +37,14 @@ def ensure_table(
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
     existing = existing_columns(conn, schema, table)
     target = sql.Identifier(schema, table)
+    loaded_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    comment = sql.SQL("COMMENT ON TABLE {} IS {}").format(
+        target,
+        sql.Literal(
+            f"Loaded by Granula from CSV files; latest: {source}, at {loaded_at}. "
+            "Each row's file: _granula_file_id -> granula.files."
+        ),
+    )
     if not existing:
         data_columns = [
             sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in columns
@@ -52,15 +61,16 @@ def ensure_table(
             )
         )
         conn.execute(
-            sql.SQL("COMMENT ON TABLE {} IS {}").format(
-                target, sql.Literal(f"Loaded by Granula; first file: {source}")
-            )
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO granula_reader").format(sql.Identifier(schema))
         )
+        conn.execute(sql.SQL("GRANT SELECT ON {} TO granula_reader").format(target))
+        conn.execute(comment)
         for name, (_, _, description) in LINEAGE_COLUMNS.items():
             _comment_column(conn, target, name, description)
         for column in columns:
             _comment_column(conn, target, column.name, _column_comment(column, source))
         return columns
+    conn.execute(comment)
     typed = []
     for column in columns:
         if column.name in existing:

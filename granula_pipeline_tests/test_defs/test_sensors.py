@@ -103,13 +103,19 @@ def test_priority_folder_sets_the_run_priority_and_order(instance, granula, sett
     cursor = tick(instance, granula, None).cursor
     result = tick(instance, granula, cursor)
 
-    assert requested_files(result) == ["priority-7/urgent.csv", "priority-3/sales/jan.csv", "low.csv"]
+    assert requested_files(result) == [
+        "priority-7/urgent.csv",
+        "priority-3/sales/jan.csv",
+        "low.csv",
+    ]
     priorities = [r.tags["dagster/priority"] for r in result.run_requests]
     assert priorities == ["7", "3", "0"]
     assert result.run_requests[1].tags["granula/dataset"] == "sales"
 
 
-@pytest.mark.parametrize("name", [".orders.csv", "orders.csv.part", "orders.csv.tmp", "~orders.csv"])
+@pytest.mark.parametrize(
+    "name", [".orders.csv", "orders.csv.part", "orders.csv.tmp", "~orders.csv"]
+)
 def test_temporary_names_are_not_picked_up(instance, granula, settings, name):
     write(settings.inbox / name, "id\n1\n")
     cursor = tick(instance, granula, None).cursor

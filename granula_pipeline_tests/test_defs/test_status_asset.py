@@ -1,0 +1,103 @@
+"""What a user sees of a file on the `file_status` asset: metadata, observations and checks."""
+
+from __future__ import annotations
+
+from dagster import AssetCheckKey, AssetKey, DagsterEventType, EventRecordsFilter
+
+from granula_pipeline.defs.launch import ingest
+from granula_pipeline.defs.resources import GranulaResource
+from granula_pipeline.defs.status import COLUMNS_UNCHANGED, NO_FAILED_CHUNKS, ROWS_ADD_UP
+from granula_pipeline_tests.factories import write_orders
+
+FILE_STATUS = AssetKey("file_status")
+
+
+def latest_checks(instance, partition: str) -> dict[str, tuple[bool, str]]:
+    """Each check's latest evaluation for `partition`: (passed, severity)."""
+    found = {}
+    for name in (ROWS_ADD_UP, NO_FAILED_CHUNKS, COLUMNS_UNCHANGED):
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(FILE_STATUS, name), limit=20
+        )
+        for record in history:
+            evaluation = record.event.dagster_event.event_specific_data
+            if evaluation.partition == partition:
+                found[name] = (evaluation.passed, evaluation.severity.value)
+                break
+    return found
+
+
+def test_loaded_file_materializes_with_standard_metadata_and_passing_checks(
+    instance, granula, settings
+):
+    path = write_orders(settings.inbox / "shown.csv", 40)
+    record, result = ingest(instance, granula, path)
+    assert result.success
+
+    [event] = instance.fetch_materializations(FILE_STATUS, limit=1).records
+    materialization = event.asset_materialization
+    assert materialization.partition == record.partition_key
+    metadata = materialization.metadata
+    assert metadata["status"].value == "completed"
+    assert metadata["dagster/row_count"].value == 40
+    assert metadata["dagster/table_name"].value.endswith(".datasets.shown")
+    columns = [(c.name, c.type) for c in metadata["dagster/column_schema"].value.columns]
+    assert columns[:3] == [("id", "bigint"), ("name", "text"), ("value", "double precision")]
+    assert columns[3:] == [("_granula_file_id", "bigint"), ("_granula_chunk_index", "integer")]
+    assert "name 1, with comma" in metadata["preview"].value
+    assert metadata["rejected_preview"].value == "No rejected rows."
+    assert metadata["source_rows"].value == metadata["loaded_rows"].value == 40
+
+    assert latest_checks(instance, record.partition_key) == {
+        ROWS_ADD_UP: (True, "ERROR"),
+        NO_FAILED_CHUNKS: (True, "ERROR"),
+        COLUMNS_UNCHANGED: (True, "WARN"),
+    }
+
+
+def test_changed_columns_warn(instance, granula, settings):
+    write_orders(settings.inbox / "first.csv", 5)
+    ingest(instance, granula, settings.inbox / "first.csv", dataset="evolving")
+    second = settings.inbox / "second.csv"
+    second.write_text("id,name,value,extra\n1,a,2.5,x\n")
+    record, _ = ingest(instance, granula, second, dataset="evolving")
+
+    assert record.status == "completed"
+    assert latest_checks(instance, record.partition_key)[COLUMNS_UNCHANGED] == (False, "WARN")
+
+
+def test_failed_chunk_is_reported_on_the_asset(instance, settings, db, database_url):
+    granula = GranulaResource(
+        database_url=database_url, data_dir=str(settings.data_dir), chunk_size=10
+    )
+    write_orders(settings.inbox / "seed.csv", 1)
+    ingest(instance, granula, settings.inbox / "seed.csv", dataset="flaky")
+    db.execute(
+        """
+        CREATE FUNCTION flaky_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF current_setting('granula.chunk_index', true) = '1' THEN
+                RAISE EXCEPTION 'chunk one refused' USING ERRCODE = '23514';
+            END IF;
+            RETURN NULL;
+        END $$
+        """
+    )
+    db.execute(
+        "CREATE TRIGGER fault BEFORE INSERT ON datasets.flaky "
+        "FOR EACH STATEMENT EXECUTE FUNCTION flaky_fault()"
+    )
+    record, result = ingest(
+        instance, granula, write_orders(settings.inbox / "f.csv", 30), dataset="flaky"
+    )
+
+    assert not result.success and record.status == "completed_with_errors"
+    observations = instance.get_event_records(
+        EventRecordsFilter(event_type=DagsterEventType.ASSET_OBSERVATION, asset_key=FILE_STATUS),
+        limit=1,
+    )
+    observation = observations[0].asset_observation
+    assert observation.partition == record.partition_key
+    assert observation.metadata["status"].value == "completed_with_errors"
+    assert "chunk one refused" in observation.metadata["error"].value
+    assert latest_checks(instance, record.partition_key)[NO_FAILED_CHUNKS] == (False, "ERROR")
