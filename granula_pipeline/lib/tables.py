@@ -74,7 +74,22 @@ def ensure_table(
     typed = []
     for column in columns:
         if column.name in existing:
-            typed.append(Column(column.name, existing[column.name], column.source_name))
+            current = existing[column.name]
+            wider = widened_type(current, column.pg_type)
+            if wider != current:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}::{}").format(
+                        target,
+                        sql.Identifier(column.name),
+                        sql.SQL(wider),
+                        sql.Identifier(column.name),
+                        sql.SQL(wider),
+                    )
+                )
+                _comment_column(
+                    conn, target, column.name, f"{_column_comment(column, source)}; was {current}"
+                )
+            typed.append(Column(column.name, wider, column.source_name))
             continue
         conn.execute(
             sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
@@ -84,6 +99,27 @@ def ensure_table(
         _comment_column(conn, target, column.name, _column_comment(column, source))
         typed.append(column)
     return typed
+
+
+NUMBERS = ("bigint", "numeric")
+MOMENTS = ("date", "timestamp without time zone", "timestamp with time zone")
+
+
+def widened_type(current: str, incoming: str) -> str:
+    """The narrowest type holding both a column's values and a new file's.
+
+    Integers widen to numeric (never to floating point, which would round them), dates to
+    timestamps, timestamps to timestamps with time zone, and anything else to text.
+    """
+    if current == incoming or current == "text":
+        return current
+    if current == "double precision" and incoming in NUMBERS:
+        return current
+    if {current, incoming} <= {*NUMBERS, "double precision"}:
+        return "numeric"
+    if current in MOMENTS and incoming in MOMENTS:
+        return max(current, incoming, key=MOMENTS.index)
+    return "text"
 
 
 def existing_columns(conn: psycopg.Connection, schema: str, table: str) -> dict[str, str]:
