@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     results.add_argument("--offset", type=int, default=0)
     results.set_defaults(handler=_results)
 
+    prune = commands.add_parser("prune", help="forget files that ended long ago")
+    prune.add_argument("--older-than", required=True, help="an age: 30d, 12h, 90m")
+    prune.add_argument(
+        "--delete-rows", action="store_true", help="also delete their loaded and control rows"
+    )
+    prune.set_defaults(handler=_prune)
+
     migrate = commands.add_parser("migrate", help="create or upgrade the control tables")
     migrate.set_defaults(handler=_migrate)
     return parser
@@ -192,6 +199,20 @@ def _results(args: argparse.Namespace, settings: Settings) -> int:
     with psycopg.connect(settings.psycopg_conninfo) as conn:
         record = _record(settings, conn, args.file_id)
         _emit(file_results(conn, record, limit=args.limit, offset=args.offset))
+    return 0
+
+
+def _prune(args: argparse.Namespace, settings: Settings) -> int:
+    from granula_pipeline.defs.launch import prune
+    from granula_pipeline.defs.resources import GranulaResource
+    from granula_pipeline.lib.retention import parse_age
+
+    try:
+        age = parse_age(args.older_than)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    with _instance() as instance:
+        _emit(prune(instance, GranulaResource(), age, delete_rows=args.delete_rows))
     return 0
 
 

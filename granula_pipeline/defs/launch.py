@@ -1,5 +1,6 @@
 """Register a file as a partition and run `ingest_file` for it, as the CLI and tests do."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -14,6 +15,7 @@ from granula_pipeline.lib import control
 from granula_pipeline.lib.control import FileRecord
 from granula_pipeline.lib.database import ensure_migrated
 from granula_pipeline.lib.inbox import describe
+from granula_pipeline.lib.retention import ended_before, forget_file
 
 
 def register(
@@ -106,3 +108,22 @@ def retry(
         RETRY_OF_TAG: record.run_id or "",
     }
     return _run(instance, granula, record, tags, log_level)
+
+
+def prune(
+    instance: DagsterInstance, granula: GranulaResource, age: timedelta, *, delete_rows: bool
+) -> dict[str, int]:
+    """Drop the dynamic partitions of files that ended longer than `age` ago (the UI slows
+    down with tens of thousands); with `delete_rows`, their loaded rows and control rows too."""
+    settings = granula.settings()
+    ensure_migrated(settings)
+    known = set(instance.get_dynamic_partitions(inbox_partitions.name))
+    partitions = rows = 0
+    with psycopg.connect(settings.psycopg_conninfo) as conn:
+        for record in ended_before(conn, age):
+            if record.partition_key in known:
+                instance.delete_dynamic_partition(inbox_partitions.name, record.partition_key)
+                partitions += 1
+            with conn.transaction():
+                rows += forget_file(conn, record, delete_rows=delete_rows)
+    return {"pruned_partitions": partitions, "deleted_rows": rows}

@@ -1,0 +1,54 @@
+"""Retention: which files are old enough to forget, and removing what they loaded."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from granula_pipeline.lib.control import FileRecord
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_age(text: str) -> timedelta:
+    """`30d`, `12h`, `90m` as a timedelta."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not an age like 30d, 12h or 90m")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def ended_before(conn: psycopg.Connection, age: timedelta) -> list[FileRecord]:
+    """Files that ended (in any final status) longer than `age` ago."""
+    cursor = conn.cursor(row_factory=class_row(FileRecord))
+    return cursor.execute(
+        """
+        SELECT * FROM granula.files
+        WHERE status IN ('completed', 'completed_with_errors', 'failed')
+              AND finished_at < now() - %s
+        ORDER BY file_id
+        """,
+        (age,),
+    ).fetchall()
+
+
+def forget_file(conn: psycopg.Connection, record: FileRecord, *, delete_rows: bool) -> int:
+    """Remove a file's control rows and, if asked, the rows it loaded; return rows deleted."""
+    deleted = 0
+    if delete_rows and record.table_name:
+        schema, table = record.table_name.split(".", 1)
+        cursor = conn.execute(
+            sql.SQL("DELETE FROM {} WHERE _granula_file_id = %s").format(
+                sql.Identifier(schema, table)
+            ),
+            (record.file_id,),
+        )
+        deleted = cursor.rowcount
+    if delete_rows:
+        conn.execute("DELETE FROM granula.files WHERE file_id = %s", (record.file_id,))
+    return deleted
