@@ -6,6 +6,7 @@ from granula_pipeline.defs.checks import file_checks
 from granula_pipeline.defs.ingest import file_status, ingest_file
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.sensors import inbox_sensor
+from granula_pipeline.defs.watchdog import lost_run_watchdog
 
 
 def build_definitions(granula: GranulaResource) -> Definitions:
@@ -13,7 +14,7 @@ def build_definitions(granula: GranulaResource) -> Definitions:
         assets=[file_status],
         asset_checks=file_checks,
         jobs=[ingest_file],
-        sensors=[inbox_sensor],
+        sensors=[inbox_sensor, lost_run_watchdog],
         resources={"granula": granula},
     )
 

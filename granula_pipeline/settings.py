@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     )
     results_schema: str = Field(default="datasets", description="Schema of the loaded tables.")
     sensor_interval_seconds: int = Field(default=5, ge=1)
+    watchdog_interval_seconds: int = Field(
+        default=30, ge=1, description="How often to look for loads whose process died."
+    )
     settle_seconds: float = Field(
         default=2.0, ge=0, description="A file must be unchanged this long before it is loaded."
     )

@@ -32,7 +32,7 @@ from granula_pipeline.defs.status import (
 from granula_pipeline.lib import control
 from granula_pipeline.lib.control import FINAL_STATUSES, FileRecord
 from granula_pipeline.lib.errors import BadInputError, is_transient
-from granula_pipeline.lib.file_load import prepare_load, settle_file
+from granula_pipeline.lib.file_load import prepare_load, settle_file, unfinished_chunks
 from granula_pipeline.lib.loading import ChunkResult, LoadTarget
 from granula_pipeline.lib.loading import load_chunk as load_chunk_rows
 from granula_pipeline.lib.planning import ChunkPlan
@@ -51,7 +51,7 @@ RETRY_POLICY = chunk_retry_policy(load_settings())
 
 
 @op(
-    out={"file_id": Out(int), "chunks": DynamicOut(ChunkTask)},
+    out={"target": Out(LoadTarget), "chunks": DynamicOut(ChunkTask)},
     tags={"kind": "polars"},
     retry_policy=RETRY_POLICY,
 )
@@ -71,7 +71,7 @@ def plan_chunks(context: OpExecutionContext, granula: GranulaResource):
         f"{prepared.file.filename}: {len(prepared.chunks)} chunks, "
         f"{prepared.file.total_rows} rows into {prepared.file.table_name}"
     )
-    yield Output(prepared.file.file_id, "file_id")
+    yield Output(prepared.target, "target")
     for chunk in prepared.chunks:
         yield DynamicOutput(
             ChunkTask(prepared.target, chunk),
@@ -171,11 +171,19 @@ def _current_record(
 
 @op(ins={"results": In(list[ChunkResult])}, retry_policy=RETRY_POLICY)
 def record_outcome(
-    context: OpExecutionContext, granula: GranulaResource, file_id: int, results: list[ChunkResult]
+    context: OpExecutionContext,
+    granula: GranulaResource,
+    target: LoadTarget,
+    results: list[ChunkResult],
 ) -> Output[dict]:
     """Settle the file's status from its chunks and move a completed file out of the inbox."""
     settings = granula.settings()
-    record = settle_file(settings, file_id)
+    # Re-executing a killed run from failure re-runs the chunk steps that had started, not those
+    # that never did (a Dagster limitation with dynamic outputs): load such chunks here.
+    for chunk in unfinished_chunks(settings, target.file_id):
+        context.log.warning(f"chunk {chunk.index} never ran in this run: loading it now")
+        load_chunk_rows(settings.psycopg_conninfo, target, chunk)
+    record = settle_file(settings, target.file_id)
     metadata = {**status_metadata(record), **table_metadata(settings, record)}
     return Output(record.summary(), metadata=metadata)
 
@@ -187,9 +195,9 @@ def record_outcome(
     description="One partition per file: the outcome of loading it (status, counts, table).",
 )
 def file_status():
-    file_id, chunks = plan_chunks()
+    target, chunks = plan_chunks()
     results = chunks.map(load_chunk)
-    return record_outcome(file_id, results.collect())
+    return record_outcome(target, results.collect())
 
 
 ingest_file = define_asset_job(

@@ -19,6 +19,7 @@ from granula_pipeline.lib.schema import NULL_TOKENS, TEXT, Column
 
 LINE_COLUMN = "_granula_line"
 UNDECODABLE = re.compile("[\udc80-\udcff]")
+_QUOTE_OR_COMMA = re.compile('[",]')
 csv.field_size_limit(2**31 - 1)
 
 
@@ -62,7 +63,7 @@ def parse_chunk(
     text = data.decode(python_codec(encoding), errors="surrogateescape")
     lines = _Lines(text)
     width = len(columns)
-    values: list[list[str]] = [[] for _ in range(width)]
+    values: list[list[str | None]] = [[] for _ in range(width)]
     record_lines: list[int] = []
     rejected: list[Rejected] = []
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -74,6 +75,8 @@ def parse_chunk(
             if reason:
                 rejected.append(Rejected(first_line + start, lines.between(start, end), reason))
             else:
+                if "" in record:
+                    record = _empty_as_null(record, lines.between(start, end))
                 for column_values, value in zip(values, record, strict=True):
                     column_values.append(value)
                 record_lines.append(first_line + start)
@@ -100,10 +103,33 @@ def _problem(record: list[str], width: int, columns: list[Column]) -> str | None
     return None
 
 
+def _empty_as_null(record: list[str], raw: str) -> list[str | None]:
+    """PostgreSQL's CSV rule, which COPY applies too: an empty field is NULL, `""` is ""."""
+    opens_quoted = _fields_opening_with_quote(raw) if '""' in raw else []
+    if len(opens_quoted) != len(record):  # no `""` in the record, or stray quotes: all NULL
+        opens_quoted = [False] * len(record)
+    return [
+        value if value or was_quoted else None
+        for value, was_quoted in zip(record, opens_quoted, strict=True)
+    ]
+
+
+def _fields_opening_with_quote(raw: str) -> list[bool]:
+    """For each field of one record's raw text, whether it opens with a quote."""
+    opens = [raw.startswith('"')]
+    in_quotes = False
+    for match in _QUOTE_OR_COMMA.finditer(raw):
+        if match.group() == '"':
+            in_quotes = not in_quotes
+        elif not in_quotes:
+            opens.append(raw.startswith('"', match.end()))
+    return opens
+
+
 def normalise_nulls(frame: pl.DataFrame, columns: list[Column]) -> pl.DataFrame:
-    """Empty fields become NULL; `NA`-like tokens too, except in text columns, which keep them."""
+    """Empty and `NA`-like values become NULL in typed columns; text columns keep their values."""
     return frame.with_columns(
-        pl.when(pl.col(c.name) == "").then(None).otherwise(pl.col(c.name)).alias(c.name)
+        pl.col(c.name)
         if c.pg_type == TEXT
         else pl.when(pl.col(c.name).str.strip_chars().is_in(["", *NULL_TOKENS]))
         .then(None)

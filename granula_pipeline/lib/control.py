@@ -124,13 +124,18 @@ def start_file(conn: psycopg.Connection, file_id: int, run_id: str) -> None:
     )
 
 
-def planned_chunks(conn: psycopg.Connection, file_id: int) -> list[ChunkPlan]:
+def planned_chunks(
+    conn: psycopg.Connection, file_id: int, *, statuses: tuple[str, ...] | None = None
+) -> list[ChunkPlan]:
+    """The file's chunk plan, or the part of it whose chunks are in one of `statuses`."""
     rows = conn.execute(
         """
         SELECT chunk_index, byte_start, byte_end, first_line, planned_rows
-        FROM granula.chunks WHERE file_id = %s ORDER BY chunk_index
+        FROM granula.chunks
+        WHERE file_id = %s AND (%s::text[] IS NULL OR status = ANY(%s::text[]))
+        ORDER BY chunk_index
         """,
-        (file_id,),
+        (file_id, list(statuses) if statuses else None, list(statuses) if statuses else None),
     ).fetchall()
     return [ChunkPlan(*row) for row in rows]
 

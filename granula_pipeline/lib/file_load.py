@@ -156,6 +156,12 @@ def _prefix(chunk: ChunkPlan, limit: int) -> ChunkPlan:
     return ChunkPlan(chunk.index, chunk.byte_start, end, chunk.first_line, 0)
 
 
+def unfinished_chunks(settings: Settings, file_id: int) -> list[ChunkPlan]:
+    """Chunks neither loaded nor failed: never run, or cut short by a killed process."""
+    with psycopg.connect(settings.psycopg_conninfo) as conn:
+        return control.planned_chunks(conn, file_id, statuses=("pending", "processing"))
+
+
 def settle_file(settings: Settings, file_id: int) -> FileRecord:
     """Recount the file; once it has ended, move it out of the inbox (or delete it, if so set).
 

@@ -105,7 +105,7 @@ def plan_file(
             if len(quotes):
                 parity = (np.searchsorted(quotes, newlines) + in_quote) & 1
                 ends = newlines[parity == 0]
-                stray_offsets.extend(_stray_quotes(data, quotes, previous_byte) + base)
+                stray_offsets.extend(_stray_quotes(data, quotes, previous_byte, in_quote) + base)
             else:
                 ends = newlines if not in_quote else newlines[:0]
             in_quote = (in_quote + len(quotes)) & 1
@@ -126,12 +126,21 @@ def plan_file(
     return FilePlan(chunks=chunks, size_bytes=pos, content_hash=digest.hexdigest())
 
 
-def _stray_quotes(data: np.ndarray, quotes: np.ndarray, previous_byte: int) -> np.ndarray:
-    """Quotes inside an unquoted field (`12"N`): the bytes must then go through the parser."""
+def _stray_quotes(
+    data: np.ndarray, quotes: np.ndarray, previous_byte: int, in_quote: int
+) -> np.ndarray:
+    """Quotes inside an unquoted field (`12"N`, `a""b`): the bytes must then go through the parser.
+
+    PostgreSQL would read such quotes as quoting and drop them, where csv and polars keep them.
+    An opening quote must follow a field's start, a closing one end the field or double a quote.
+    """
     before = np.where(quotes > 0, data[np.maximum(quotes - 1, 0)], previous_byte)
     after_idx = np.minimum(quotes + 1, len(data) - 1)
     after = np.where(quotes + 1 < len(data), data[after_idx], NEWLINE)
-    stray = ~np.isin(before, _FIELD_EDGE_BEFORE) & ~np.isin(after, _FIELD_EDGE_AFTER)
+    opening = ((np.arange(len(quotes)) + in_quote) & 1) == 0
+    stray = np.where(
+        opening, ~np.isin(before, _FIELD_EDGE_BEFORE), ~np.isin(after, _FIELD_EDGE_AFTER)
+    )
     return quotes[stray]
 
 
