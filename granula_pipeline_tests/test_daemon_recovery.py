@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -94,7 +93,7 @@ def test_daemon_finishes_a_killed_load_exactly_once(
     settings, granula, instance, stack_env, daemon, monkeypatch
 ):
     url = settings.database_url
-    seed, _ = ingest(
+    ingest(
         instance,
         granula,
         write_orders(settings.data_dir / "seed.csv", 1, start=-1),

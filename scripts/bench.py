@@ -8,7 +8,9 @@ alternation, `--reps` times each:
   copy     `psql -c "\\copy t FROM FILE (FORMAT csv, HEADER)"` into a freshly created table with
            the data columns and types of the table Granula created (no lineage columns).
 
-The table reports the median of the repetitions (the JSON keeps every sample, and the best). Row
+The table reports the median of the repetitions, or the best with `--statistic best` (the JSON
+keeps every sample). The best is the steadier figure on a shared machine: other work only ever
+adds time. Each run's load average is kept in the JSON, to tell a quiet machine from a busy one. Row
 counts are checked: `COPY n` from psql, and `loaded_rows` plus `count(*)` for Granula. Peak RSS is
 the Granula process's `ru_maxrss` (os.wait4); psutil also samples the process tree every 20 ms.
 
@@ -80,8 +82,18 @@ def generate(size: Size, folder: Path, seed: int) -> Path:
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [sys.executable, str(GENERATOR), "-n", str(size.rows), "--columns",
-             str(size.columns), "--seed", str(seed), "-o", str(path)],
+            [
+                sys.executable,
+                str(GENERATOR),
+                "-n",
+                str(size.rows),
+                "--columns",
+                str(size.columns),
+                "--seed",
+                str(seed),
+                "-o",
+                str(path),
+            ],
             check=True,
         )
     return path
@@ -177,7 +189,7 @@ class GranulaRun:
     chunk_seconds: list[float] = field(default_factory=list)
 
 
-CHUNK_LOG = re.compile(r"chunk (\d+) \(lines \d+\+\): loaded, (\d+) rows via (\w+) in ([\d.]+)s")
+CHUNK_LOG = re.compile(r"chunk (\d+) \(lines \d+\+\): loaded, (\d+) rows.*? via (\w+) in ([\d.]+)s")
 
 
 def run_granula(
@@ -277,11 +289,14 @@ class SizeResult:
     granula_max_rss_mb: list[float]
     granula_tree_rss_mb: list[float]
     rows_ok: bool
+    statistic: str = "median"
+    load_averages: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        copy_s = statistics.median(self.copy_seconds)
-        granula_s = statistics.median(self.granula_seconds)
-        job_s = statistics.median(self.granula_job_seconds)
+        pick = min if self.statistic == "best" else statistics.median
+        copy_s = pick(self.copy_seconds)
+        granula_s = pick(self.granula_seconds)
+        job_s = pick(self.granula_job_seconds)
         return {
             "copy_s": copy_s,
             "copy_rows_per_s": self.rows / copy_s,
@@ -298,7 +313,13 @@ class SizeResult:
 
 
 def bench_size(
-    size: Size, path: Path, admin_url: str, copy_url: str, reps: int, extra_env: dict[str, str]
+    size: Size,
+    path: Path,
+    admin_url: str,
+    copy_url: str,
+    reps: int,
+    extra_env: dict[str, str],
+    statistic: str,
 ) -> SizeResult:
     result = SizeResult(
         rows=size.rows,
@@ -312,8 +333,10 @@ def bench_size(
         granula_max_rss_mb=[],
         granula_tree_rss_mb=[],
         rows_ok=True,
+        statistic=statistic,
     )
     for rep in range(reps):
+        result.load_averages.append(os.getloadavg()[0])
         # Granula goes first so that COPY gets the exact column types Granula chose.
         granula = run_granula(path, admin_url, extra_env=extra_env)
         result.column_types = result.column_types or granula.column_types
@@ -371,23 +394,53 @@ def draw_chart(results: list[SizeResult], out: Path) -> None:
         group = sorted((r for r in results if r.columns == columns), key=lambda r: r.megabytes)
         mb = [r.megabytes for r in group]
         marker = "o" if columns == 3 else "s"
-        axes.plot(mb, [r.summary()["granula_rows_per_s"] for r in group], marker=marker,
-                  color="tab:blue", label=f"granula ingest ({columns} cols)")
-        axes.plot(mb, [r.summary()["copy_rows_per_s"] for r in group], marker=marker,
-                  color="tab:orange", linestyle="--", label=f"psql \\copy ({columns} cols)")
+        axes.plot(
+            mb,
+            [r.summary()["granula_rows_per_s"] for r in group],
+            marker=marker,
+            color="tab:blue",
+            label=f"granula ingest ({columns} cols)",
+        )
+        axes.plot(
+            mb,
+            [r.summary()["copy_rows_per_s"] for r in group],
+            marker=marker,
+            color="tab:orange",
+            linestyle="--",
+            label=f"psql \\copy ({columns} cols)",
+        )
         for r in group:
-            axes.annotate(f"{r.rows:,}", (r.megabytes, r.summary()["granula_rows_per_s"]),
-                          textcoords="offset points", xytext=(4, -12), fontsize=7)
+            axes.annotate(
+                f"{r.rows:,}",
+                (r.megabytes, r.summary()["granula_rows_per_s"]),
+                textcoords="offset points",
+                xytext=(4, -12),
+                fontsize=7,
+            )
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("file size (MB)")
-    axes.set_ylabel("rows per second (median, start-up included)")
+    axes.set_ylabel(f"rows per second ({results[0].statistic}, start-up included)")
     axes.set_title("Granula vs PostgreSQL COPY")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(out, dpi=120)
+
+
+def git_revision() -> str:
+    """The commit measured, with `+dirty` when the working tree differs from it."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{head}+dirty" if dirty else head
 
 
 def server_version(admin_url: str) -> str:
@@ -397,25 +450,56 @@ def server_version(admin_url: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--sizes", type=parse_sizes, default=None,
-                        help=f"comma-separated sizes, e.g. 1M or 2Mx10 (default {DEFAULT_SIZES})")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"a small run: {QUICK_SIZES}, 2 repetitions")
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=None,
+        help=f"comma-separated sizes, e.g. 1M or 2Mx10 (default {DEFAULT_SIZES})",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"a small run: {QUICK_SIZES}, 2 repetitions"
+    )
     parser.add_argument("--reps", type=int, default=None, help="repetitions per size (default 3)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--admin-url", default=os.environ.get("GRANULA_BENCH_ADMIN_URL",
-                                                              DEFAULT_ADMIN_URL),
-                        help="a database on the server where the benchmark databases are made")
-    parser.add_argument("--workdir", type=Path, default=REPO / "bench-out",
-                        help="generated files go in WORKDIR/data (default bench-out/)")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="results file (default WORKDIR/bench.json)")
-    parser.add_argument("--chart", nargs="?", type=Path, const=REPO / "docs" / "bench.png",
-                        default=None, help="write a PNG chart (default path docs/bench.png)")
-    parser.add_argument("--chunk-size", type=int, default=None,
-                        help="CHUNK_SIZE for granula (default: Granula's own)")
-    parser.add_argument("--delete-files", action="store_true",
-                        help="delete each generated file after its size is measured")
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get("GRANULA_BENCH_ADMIN_URL", DEFAULT_ADMIN_URL),
+        help="a database on the server where the benchmark databases are made",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=REPO / "bench-out",
+        help="generated files go in WORKDIR/data (default bench-out/)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="results file (default WORKDIR/bench.json)"
+    )
+    parser.add_argument(
+        "--chart",
+        nargs="?",
+        type=Path,
+        const=REPO / "docs" / "bench.png",
+        default=None,
+        help="write a PNG chart (default path docs/bench.png)",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="CHUNK_SIZE for granula (default: Granula's own)",
+    )
+    parser.add_argument(
+        "--statistic",
+        choices=["median", "best"],
+        default="median",
+        help="which repetition the table shows (default median)",
+    )
+    parser.add_argument(
+        "--delete-files",
+        action="store_true",
+        help="delete each generated file after its size is measured",
+    )
     args = parser.parse_args(argv)
     sizes = args.sizes or parse_sizes(QUICK_SIZES if args.quick else DEFAULT_SIZES)
     reps = args.reps or (2 if args.quick else 3)
@@ -423,17 +507,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("psql is not on PATH")
     extra_env = {"CHUNK_SIZE": str(args.chunk_size)} if args.chunk_size else {}
     command = " ".join([*granula_command(), "ingest", "FILE"])
+    chunk_size = args.chunk_size or os.environ.get("CHUNK_SIZE") or "default"
     print(
-        f"granula: {command}  (CHUNK_SIZE={args.chunk_size or os.environ.get('CHUNK_SIZE') or 'default'})"
+        f"granula: {command}  (CHUNK_SIZE={chunk_size})"
         f"\nPostgreSQL {server_version(args.admin_url)}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, median of {reps} reps",
+        f"Python {platform.python_version()}, {args.statistic} of {reps} reps, "
+        f"load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
-    results = []
+    results: list[SizeResult] = []
+    failed: list[str] = []
     with fresh_database(args.admin_url, "granula_bench_copy") as copy_url:
         for size in sizes:
             path = generate(size, args.workdir / "data", args.seed)
-            results.append(bench_size(size, path, args.admin_url, copy_url, reps, extra_env))
+            try:
+                results.append(
+                    bench_size(
+                        size, path, args.admin_url, copy_url, reps, extra_env, args.statistic
+                    )
+                )
+            except RuntimeError as exc:
+                failed.append(size.label)
+                print(f"  {size.label}: FAILED, skipped: {exc}", flush=True)
             if args.delete_files:
                 path.unlink()
     print()
@@ -448,9 +543,11 @@ def main(argv: list[str] | None = None) -> int:
                 "granula_command": command,
                 "chunk_size": args.chunk_size,
                 "reps": reps,
-                "statistic": "median",
+                "statistic": args.statistic,
                 "postgres": server_version(args.admin_url),
                 "cpus": os.cpu_count(),
+                "git": git_revision(),
+                "failed_sizes": failed,
                 "results": [{**asdict(r), **r.summary()} for r in results],
             },
             indent=2,
@@ -460,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart:
         draw_chart(results, args.chart)
         print(f"chart: {args.chart}")
-    return 0 if all(r.rows_ok for r in results) else 1
+    return 0 if all(r.rows_ok for r in results) and not failed else 1
 
 
 if __name__ == "__main__":

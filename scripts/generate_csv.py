@@ -39,12 +39,15 @@ EXTRA_KINDS = ["int", "float", "text", "date"]
 TEXT_POOL_SIZE = 10_000
 DATE_START = np.datetime64("2000-01-01")
 DATE_DAYS = int((np.datetime64("2030-12-31") - DATE_START).astype(int)) + 1
-GIVEN_NAMES = (
-    "Alice Bob Carol Dave Erin Frank Grace Heidi Ivan Judy Karl Laura Mallory Niaj Olivia Peggy "
-    "Quentin Rupert Sybil Trent Ursula Victor Walter Xena Yvonne Zoe Amir Bea Chen Dmitri Elena "
-    "Fatima Gustav Hana Ines Jamal Kenji Lucia Mateo Nadia Omar Priya Rosa Sven Tariq Uma Vera "
-    "Wen Yusuf Zara"
-).split()
+# fmt: off
+GIVEN_NAMES = [
+    "Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Karl",
+    "Laura", "Mallory", "Niaj", "Olivia", "Peggy", "Quentin", "Rupert", "Sybil", "Trent", "Ursula",
+    "Victor", "Walter", "Xena", "Yvonne", "Zoe", "Amir", "Bea", "Chen", "Dmitri", "Elena",
+    "Fatima", "Gustav", "Hana", "Ines", "Jamal", "Kenji", "Lucia", "Mateo", "Nadia", "Omar",
+    "Priya", "Rosa", "Sven", "Tariq", "Uma", "Vera", "Wen", "Yusuf", "Zara",
+]
+# fmt: on
 
 
 def parse_names(spec: str) -> list[str]:
