@@ -4,6 +4,7 @@ daemon against it, with the inbox sensor running."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,8 @@ def dagster_home(state_dir: Path = STATE_DIR) -> Path:
 
 
 def up(settings: Settings, *, port: int = 3000, host: str = "127.0.0.1") -> int:
-    """Run the stack in the foreground until interrupted; return dagster dev's exit code."""
+    """Run the stack in the foreground until interrupted (Ctrl-C or SIGTERM); return dagster
+    dev's exit code. The embedded server, if started, stops with this process."""
     database_url = settings.database_url or embedded_database_url()
     settings = settings.model_copy(update={"database_url": database_url})
     ensure_migrated(settings)
@@ -80,4 +82,14 @@ def up(settings: Settings, *, port: int = 3000, host: str = "127.0.0.1") -> int:
         "--port",
         str(port),
     ]
-    return subprocess.call(command, env=environment)
+    dagster = subprocess.Popen(command, env=environment)
+
+    def stop(signum: int, _frame: object) -> None:
+        dagster.terminate()  # dagster dev stops its webserver, daemon and code server
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        return dagster.wait()
+    except KeyboardInterrupt:
+        dagster.terminate()
+        return dagster.wait()
