@@ -21,8 +21,13 @@ from granula_pipeline.settings import Settings, load_settings
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    settings = load_settings()
+    # The repository's dagster.yaml reads these; give them Granula's defaults.
+    os.environ.setdefault("MAX_CONCURRENCY", str(settings.max_concurrency))
+    if settings.database_url:
+        os.environ.setdefault("DAGSTER_PG_URL", settings.dagster_storage_url)
     try:
-        return int(args.handler(args, load_settings()))
+        return int(args.handler(args, settings))
     except KeyboardInterrupt:
         return 130
     except CliError as exc:

@@ -78,39 +78,30 @@ def test_symlink_out_of_the_inbox_is_refused(instance, granula, settings, tmp_pa
     assert outside.read_text() == "id\n1\n", "the link's target is never touched"
 
 
-def test_bad_rows_are_quarantined_and_the_rest_loads(instance, granula, settings, db):
-    # An earlier file made `id` a bigint column: a later `x12` cannot be typed.
-    load(
-        instance,
-        granula,
-        drop(settings, "mixed-1.csv", b"id,name,value\n0,zero,0.5\n"),
-        dataset="mixed",
+def test_bad_rows_are_quarantined_and_the_rest_loads(instance, settings, database_url, db):
+    # 34 chunks of 10 rows: types are inferred from the start of every other chunk, so a value
+    # in chunk 1 is not in the sample, and `x12` there cannot be typed as the bigint `id` is.
+    granula = GranulaResource(
+        database_url=database_url, data_dir=str(settings.data_dir), chunk_size=10
     )
-    good = [f"{i},name {i},{i}.5" for i in range(1, 101)]
-    lines = [
-        "id,name,value",
-        *good[:10],
-        "11,too,many,fields",
-        *good[10:20],
-        "x12,wrong,1",
-        *good[20:30],
-        "13,short",
-        *good[30:],
-    ]
-    path = drop(settings, "mixed-2.csv", ("\n".join(lines) + "\n").encode())
-    record, _ = load(instance, granula, path, dataset="mixed")
+    good = [f"{i},name {i},{i}.5" for i in range(340)]
+    good[12] = "x12,wrong,1"  # line 14, chunk 1
+    good[3] = "3,too,many,fields"  # line 5
+    good[200] = "200,short"  # line 202
+    path = drop(settings, "mixed.csv", ("id,name,value\n" + "\n".join(good) + "\n").encode())
+    record, _ = load(instance, granula, path)
 
     assert record.status == "completed_with_errors"
-    assert (record.total_rows, record.loaded_rows, record.rejected_rows) == (103, 100, 3)
+    assert (record.total_rows, record.loaded_rows, record.rejected_rows) == (340, 337, 3)
     assert "3 rows were rejected" in record.error_message
     rejected = db.execute(
         "SELECT line_number, raw_text, reason FROM granula.rejected_rows WHERE file_id = %s "
         "ORDER BY line_number",
         (record.file_id,),
     ).fetchall()
-    assert [r[0] for r in rejected] == [12, 23, 34]
+    assert [r[0] for r in rejected] == [5, 14, 202]
     assert (
-        rejected[0][1] == "11,too,many,fields" and "4 fields but the header has 3" in rejected[0][2]
+        rejected[0][1] == "3,too,many,fields" and "4 fields but the header has 3" in rejected[0][2]
     )
     assert rejected[1][1] == "x12,wrong,1"
     assert "'x12' in column 'id' is not a valid bigint" in rejected[1][2]
@@ -119,8 +110,8 @@ def test_bad_rows_are_quarantined_and_the_rest_loads(instance, granula, settings
         "SELECT count(*), count(DISTINCT id) FROM datasets.mixed WHERE _granula_file_id = %s",
         (record.file_id,),
     ).fetchone()
-    assert loaded == (100, 100)
-    assert (settings.processed_dir / f"{record.file_id}-mixed-2.csv").exists()
+    assert loaded == (337, 337)
+    assert (settings.processed_dir / f"{record.file_id}-mixed.csv").exists()
 
 
 def test_too_many_rejects_fail_the_file(instance, settings, database_url, monkeypatch, db):

@@ -165,7 +165,8 @@ def test_reexecute_from_failure_reloads_only_the_failed_chunk(
         executed = {
             e.step_key for e in child.all_events if e.event_type == DagsterEventType.STEP_START
         }
-    assert executed == {"file_status.load_chunk[chunk_00004]", "file_status.record_outcome"}
+    loaded = {key for key in executed if key.startswith("file_status.")}
+    assert loaded == {"file_status.load_chunk[00004]", "file_status.record_outcome"}
     assert_exactly_once(db, dataset, record.file_id, range(ROWS))
     with db.cursor() as cursor:
         status = cursor.execute(

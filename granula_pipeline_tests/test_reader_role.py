@@ -1,4 +1,4 @@
-"""`granula_reader`, the role for BI tools: reads loaded tables and the status view, nothing else."""
+"""`granula_reader`, the BI role: reads loaded tables and the status view, nothing else."""
 
 from __future__ import annotations
 

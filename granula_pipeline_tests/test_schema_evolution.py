@@ -30,11 +30,15 @@ def test_new_column_is_added_and_missing_column_loads_as_null(instance, granula,
 
     assert record.status == "completed"
     assert column_types(db, "people") == {
-        "id": "bigint", "name": "text", "city": "text",
-        "_granula_file_id": "bigint", "_granula_chunk_index": "integer",
+        "id": "bigint",
+        "name": "text",
+        "city": "text",
+        "_granula_file_id": "bigint",
+        "_granula_chunk_index": "integer",
     }
     assert db.execute("SELECT id, name, city FROM datasets.people ORDER BY id").fetchall() == [
-        (1, "a", None), (2, None, "Paris")
+        (1, "a", None),
+        (2, None, "Paris"),
     ]
 
 
@@ -45,7 +49,8 @@ def test_integer_column_widens_to_numeric_for_decimals(instance, granula, settin
     assert record.status == "completed"
     assert column_types(db, "amounts")["amount"] == "numeric"
     assert db.execute("SELECT amount::text FROM datasets.amounts ORDER BY id").fetchall() == [
-        ("10",), ("10.25",)
+        ("10",),
+        ("10.25",),
     ]
 
 
@@ -56,7 +61,8 @@ def test_number_column_widens_to_text_when_words_arrive(instance, granula, setti
     assert record.status == "completed"
     assert column_types(db, "codes")["code"] == "text"
     assert db.execute("SELECT code FROM datasets.codes ORDER BY code").fetchall() == [
-        ("7",), ("A-7",)
+        ("7",),
+        ("A-7",),
     ]
 
 

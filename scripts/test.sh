@@ -5,4 +5,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/ensure_postgres.sh
 .venv/bin/ruff check granula_pipeline granula_pipeline_tests scripts
+# The UI test drives Debian's Chromium through Playwright (no browser download needed).
+if [ -z "${GRANULA_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ] && [ "$(id -u)" -eq 0 ] \
+    && command -v apt-get >/dev/null; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+    || echo "test.sh: could not install chromium; the UI test will fail" >&2
+fi
 .venv/bin/python -m pytest "$@"

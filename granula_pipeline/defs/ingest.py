@@ -31,7 +31,7 @@ from granula_pipeline.defs.status import (
 )
 from granula_pipeline.lib import control
 from granula_pipeline.lib.control import FINAL_STATUSES, FileRecord
-from granula_pipeline.lib.errors import BadInputError, is_transient
+from granula_pipeline.lib.errors import BadInputError, describe, is_transient
 from granula_pipeline.lib.file_load import prepare_load, settle_file, unfinished_chunks
 from granula_pipeline.lib.loading import ChunkResult, LoadTarget
 from granula_pipeline.lib.loading import load_chunk as load_chunk_rows
@@ -75,7 +75,7 @@ def plan_chunks(context: OpExecutionContext, granula: GranulaResource):
     for chunk in prepared.chunks:
         yield DynamicOutput(
             ChunkTask(prepared.target, chunk),
-            mapping_key=f"chunk_{chunk.index:05d}",
+            mapping_key=f"{chunk.index:05d}",
             output_name="chunks",
         )
 
@@ -97,9 +97,10 @@ def load_chunk(
                 f"{settings.max_retries + 1}), will retry with backoff: {exc}"
             )
             raise
-        error = str(exc) if isinstance(exc, BadInputError) else f"{type(exc).__name__}: {exc}"
+        error = describe(exc)
         if transient:
             error = f"{error} (still failing after {settings.max_retries} retries)"
+        context.log.error(f"chunk {chunk.index} (lines from {chunk.first_line}) failed: {error}")
         _record_chunk_failure(settings.psycopg_conninfo, task, error)
         raise _file_failure(context, settings, error, file_id=task.target.file_id) from exc
     context.log.info(
@@ -149,7 +150,7 @@ def _observe_if_ended(
             asset_key=FILE_STATUS,
             partition=context.partition_key,
             description=record.error_message,
-            metadata={**metadata, "run_id": MetadataValue.text(context.run_id)},
+            metadata={**metadata, "run": MetadataValue.dagster_run(context.run_id)},
         )
     )
     for evaluation in check_evaluations(settings, record, context.partition_key):

@@ -33,7 +33,7 @@ def status_metadata(record: FileRecord) -> dict[str, MetadataValue]:
         "status": MetadataValue.text(record.status),
         "file_id": MetadataValue.int(record.file_id),
         "filename": MetadataValue.text(record.filename),
-        "path": MetadataValue.path(record.path),
+        "source_path": MetadataValue.path(record.path),
         "dataset": MetadataValue.text(record.dataset),
         "table": MetadataValue.text(record.table_name or ""),
         "error": MetadataValue.text(record.error_message or ""),
@@ -118,6 +118,12 @@ def check_results(settings: Settings, record: FileRecord) -> list[AssetCheckResu
         check_name=NO_FAILED_CHUNKS,
         passed=record.failed_chunks == 0,
         metadata={"failed_chunks": record.failed_chunks, "error": record.error_message or ""},
+        description=(
+            f"{record.failed_chunks} of {record.total_chunks} chunks failed: `granula retry "
+            f"{record.file_id}` loads them once the cause is fixed"
+            if record.failed_chunks
+            else "every chunk committed"
+        ),
     )
     current = {c["name"]: c["type"] for c in record.columns or []}
     before = {c["name"]: c["type"] for c in previous or []}

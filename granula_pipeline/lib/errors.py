@@ -48,3 +48,14 @@ def is_transient(exc: BaseException) -> bool:
 
 def _transient_sqlstate(sqlstate: str) -> bool:
     return sqlstate in TRANSIENT_SQLSTATES or sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
+
+
+def describe(exc: BaseException) -> str:
+    """An error as a person should read it: the database's own words and code, no class paths."""
+    if isinstance(exc, GranulaError):
+        return str(exc)
+    if isinstance(exc, psycopg.Error):
+        message = exc.diag.message_primary if exc.diag else None
+        code = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
+        return f"PostgreSQL: {message or str(exc).strip()}{code}"
+    return f"{type(exc).__name__}: {exc}"

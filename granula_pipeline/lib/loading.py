@@ -32,7 +32,7 @@ from granula_pipeline.lib.chunk_parsing import (
     type_problems,
 )
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.planning import ChunkPlan
+from granula_pipeline.lib.planning import ChunkPlan, has_stray_quotes
 from granula_pipeline.lib.schema import Column
 
 COPY_BLOCK_BYTES = 1024 * 1024
@@ -91,10 +91,8 @@ def load_chunk(conninfo: str, target: LoadTarget, chunk: ChunkPlan) -> ChunkResu
             return ChunkResult(chunk.index, "already_loaded", 0, 0, "none", 0.0)
         conn.execute("SELECT set_config('granula.file_id', %s, true)", (str(target.file_id),))
         conn.execute("SELECT set_config('granula.chunk_index', %s, true)", (str(chunk.index),))
-        # polars infers dates day-first (13/04/2024) or year-first: PostgreSQL must read them so
-        conn.execute("SELECT set_config('datestyle', 'ISO, DMY', true)")
         data = read_chunk_bytes(Path(path), chunk)  # where the file is now: it may have moved
-        rows = None if chunk.stray_quotes else _copy_as_is(conn, target, data)
+        rows = None if has_stray_quotes(data) else _copy_as_is(conn, target, data)
         rejected: list[Rejected] = []
         method: Literal["copy", "parsed"] = "copy"
         if rows is None:

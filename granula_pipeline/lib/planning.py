@@ -30,7 +30,6 @@ class ChunkPlan:
     byte_end: int
     first_line: int
     planned_rows: int
-    stray_quotes: bool = False
 
     @property
     def byte_count(self) -> int:
@@ -84,7 +83,6 @@ def plan_file(
     """Plan the chunks of `path` after its header, and hash its whole content on the way."""
     cutter = _Cutter(data_offset, first_line, chunk_rows, max_bytes)
     digest = hashlib.blake2b(digest_size=20)
-    stray_offsets: list[int] = []
     in_quote = 0
     lines_before = first_line
     record_line = first_line
@@ -105,7 +103,6 @@ def plan_file(
             if len(quotes):
                 parity = (np.searchsorted(quotes, newlines) + in_quote) & 1
                 ends = newlines[parity == 0]
-                stray_offsets.extend(_stray_quotes(data, quotes, previous_byte, in_quote) + base)
             else:
                 ends = newlines if not in_quote else newlines[:0]
             in_quote = (in_quote + len(quotes)) & 1
@@ -122,8 +119,18 @@ def plan_file(
         )
     if pos > cutter.start:
         cutter.close(pos, cutter.rows + (previous_byte != NEWLINE), lines_before + 1)
-    chunks = _mark_stray_quotes(cutter.chunks, stray_offsets)
-    return FilePlan(chunks=chunks, size_bytes=pos, content_hash=digest.hexdigest())
+    return FilePlan(chunks=cutter.chunks, size_bytes=pos, content_hash=digest.hexdigest())
+
+
+def has_stray_quotes(chunk: bytes) -> bool:
+    """Whether whole records hold a quote inside an unquoted field (`12"N`, `a""b`).
+
+    PostgreSQL reads such quotes as quoting and drops them, where csv and polars keep them, so
+    those bytes must go through the parser rather than straight to COPY.
+    """
+    data = np.frombuffer(chunk, dtype=np.uint8)
+    quotes = np.flatnonzero(data == QUOTE)
+    return bool(len(quotes)) and bool(len(_stray_quotes(data, quotes, NEWLINE, 0)))
 
 
 def _stray_quotes(
@@ -142,16 +149,3 @@ def _stray_quotes(
         opening, ~np.isin(before, _FIELD_EDGE_BEFORE), ~np.isin(after, _FIELD_EDGE_AFTER)
     )
     return quotes[stray]
-
-
-def _mark_stray_quotes(chunks: list[ChunkPlan], offsets: list[int]) -> list[ChunkPlan]:
-    if not offsets:
-        return chunks
-    starts = np.array([chunk.byte_start for chunk in chunks])
-    flagged = set(np.searchsorted(starts, np.array(offsets), side="right") - 1)
-    return [
-        ChunkPlan(c.index, c.byte_start, c.byte_end, c.first_line, c.planned_rows, True)
-        if c.index in flagged
-        else c
-        for c in chunks
-    ]
