@@ -61,6 +61,14 @@ def instance() -> Iterator[DagsterInstance]:
         yield instance
 
 
+@pytest.fixture(scope="module")
+def memory_instance() -> Iterator[DagsterInstance]:
+    """A real Dagster instance holding runs and events in memory: 2-3x faster per chunk step
+    than `instance_for_test`'s SQLite files, for modules that run many chunk steps."""
+    with DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
 @pytest.fixture
 def db(settings: Settings) -> Iterator[psycopg.Connection]:
     with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:

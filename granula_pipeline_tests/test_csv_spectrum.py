@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -29,14 +28,8 @@ CASES = sorted(path.stem for path in (SPECTRUM / "csvs").glob("*.csv"))
 
 
 @pytest.fixture(scope="module")
-def instance() -> Iterator[DagsterInstance]:
-    """A real Dagster instance holding its runs and events in memory.
-
-    instance_for_test writes every event to SQLite files, about 0.3 s per chunk step; in memory
-    the same job runs two to three times faster.
-    """
-    with DagsterInstance.ephemeral() as instance:
-        yield instance
+def instance(memory_instance: DagsterInstance) -> DagsterInstance:
+    return memory_instance
 
 
 def expected_rows(case: str) -> list[list[str]]:

@@ -12,6 +12,7 @@ from granula_pipeline.definitions import ingest_file_job
 from granula_pipeline.defs.launch import ingest, retry
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline_tests.factories import write_orders
+from granula_pipeline_tests.faults import clear_fault, inject_fault
 
 ROWS, CHUNK = 600, 100  # six chunks
 
@@ -31,31 +32,6 @@ def dataset(instance, granula, settings) -> str:
     record, _ = ingest(instance, granula, seed, dataset=name)
     assert record.status == "completed"
     return name
-
-
-def inject_fault(db, dataset: str, *, chunk: int, times: int, sqlstate: str) -> None:
-    """Make COPY into `dataset` fail with `sqlstate` for chunk `chunk`, `times` times."""
-    db.execute(f"CREATE SEQUENCE IF NOT EXISTS {dataset}_hits")
-    db.execute(
-        f"""
-        CREATE OR REPLACE FUNCTION {dataset}_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF current_setting('granula.chunk_index', true) = '{chunk}'
-               AND nextval('{dataset}_hits') <= {times} THEN
-                RAISE EXCEPTION 'injected fault %', '{sqlstate}' USING ERRCODE = '{sqlstate}';
-            END IF;
-            RETURN NULL;
-        END $$
-        """
-    )
-    db.execute(
-        f"CREATE TRIGGER inject_fault BEFORE INSERT ON datasets.{dataset} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION {dataset}_fault()"
-    )
-
-
-def clear_fault(db, dataset: str) -> None:
-    db.execute(f"DROP TRIGGER inject_fault ON datasets.{dataset}")
 
 
 def assert_exactly_once(db, dataset: str, file_id: int, expected_ids: range) -> None:

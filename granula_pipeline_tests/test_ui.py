@@ -31,6 +31,7 @@ from granula_pipeline.defs.launch import ingest
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.lib.control import FileRecord
 from granula_pipeline_tests.factories import write_orders
+from granula_pipeline_tests.faults import inject_fault
 
 CHROMIUM = Path(os.environ.get("GRANULA_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -168,26 +169,6 @@ def page(chromium: Path):
             browser.close()
 
 
-def refuse_second_chunk(database_url: str, table: str) -> None:
-    """Make PostgreSQL refuse chunk 1 of whatever loads next into `table`."""
-    with psycopg.connect(database_url, autocommit=True) as db:
-        db.execute(
-            """
-            CREATE FUNCTION refuse_chunk_one() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF current_setting('granula.chunk_index', true) = '1' THEN
-                    RAISE EXCEPTION 'chunk one refused' USING ERRCODE = '23514';
-                END IF;
-                RETURN NULL;
-            END $$
-            """
-        )
-        db.execute(
-            f"CREATE TRIGGER refuse BEFORE INSERT ON {table} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION refuse_chunk_one()"
-        )
-
-
 @dataclass(frozen=True)
 class Loaded:
     good: FileRecord
@@ -204,7 +185,8 @@ def loaded(home_instance: DagsterInstance, webserver: Webserver, database_url: s
     granula = GranulaResource()
     good, good_run = ingest(home_instance, granula, write_orders(inbox / "orders.csv", ROWS))
     assert good.status == "completed" and good_run.success
-    refuse_second_chunk(database_url, "datasets.orders")
+    with psycopg.connect(database_url, autocommit=True) as db:
+        inject_fault(db, "orders", chunk=1, message="chunk one refused")
     bad, bad_run = ingest(
         home_instance,
         granula,

@@ -8,6 +8,7 @@ from granula_pipeline.defs.launch import ingest
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.status import COLUMNS_UNCHANGED, NO_FAILED_CHUNKS, ROWS_ADD_UP
 from granula_pipeline_tests.factories import write_orders
+from granula_pipeline_tests.faults import inject_fault
 
 FILE_STATUS = AssetKey("file_status")
 
@@ -72,21 +73,7 @@ def test_failed_chunk_is_reported_on_the_asset(instance, settings, db, database_
     )
     write_orders(settings.inbox / "seed.csv", 1)
     ingest(instance, granula, settings.inbox / "seed.csv", dataset="flaky")
-    db.execute(
-        """
-        CREATE FUNCTION flaky_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-            IF current_setting('granula.chunk_index', true) = '1' THEN
-                RAISE EXCEPTION 'chunk one refused' USING ERRCODE = '23514';
-            END IF;
-            RETURN NULL;
-        END $$
-        """
-    )
-    db.execute(
-        "CREATE TRIGGER fault BEFORE INSERT ON datasets.flaky "
-        "FOR EACH STATEMENT EXECUTE FUNCTION flaky_fault()"
-    )
+    inject_fault(db, "flaky", chunk=1, message="chunk one refused")
     record, result = ingest(
         instance, granula, write_orders(settings.inbox / "f.csv", 30), dataset="flaky"
     )
