@@ -29,7 +29,7 @@ from granula_pipeline.defs.status import (
     status_metadata,
     table_metadata,
 )
-from granula_pipeline.lib import control
+from granula_pipeline.lib import chunk_ledger, control
 from granula_pipeline.lib.control import FINAL_STATUSES, FileRecord
 from granula_pipeline.lib.errors import BadInputError, describe, is_transient
 from granula_pipeline.lib.file_load import prepare_load, settle_file, unfinished_chunks
@@ -115,7 +115,7 @@ def load_chunk(
 def _record_chunk_failure(conninfo: str, task: ChunkTask, error: str) -> None:
     try:
         with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
-            control.fail_chunk(conn, task.target.file_id, task.chunk.index, error)
+            chunk_ledger.fail_chunk(conn, task.target.file_id, task.chunk.index, error)
     except psycopg.Error:
         pass  # the database is unreachable: the chunk stays unfinished and a retry will redo it
 

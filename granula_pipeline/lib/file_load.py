@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 
-from granula_pipeline.lib import control
+from granula_pipeline.lib import chunk_ledger, control
 from granula_pipeline.lib.admission import check_admissible, detect_encoding
 from granula_pipeline.lib.chunk_parsing import python_codec
 from granula_pipeline.lib.control import FileRecord
@@ -76,7 +76,7 @@ def _prepare(
     )
     encoding = detect_encoding(path)
     header = read_header(path, python_codec(encoding))
-    chunks = control.planned_chunks(conn, record.file_id)
+    chunks = chunk_ledger.planned_chunks(conn, record.file_id)
     plan = None
     if not chunks:
         plan = plan_file(
@@ -99,7 +99,7 @@ def _prepare(
         columns = infer_columns(sample, header.columns, header.source_names)
         columns = ensure_table(conn, settings.results_schema, table, columns, record.filename)
         if plan is not None:
-            control.record_plan(
+            chunk_ledger.record_plan(
                 conn,
                 record.file_id,
                 chunks,
@@ -159,7 +159,7 @@ def _prefix(chunk: ChunkPlan, limit: int) -> ChunkPlan:
 def unfinished_chunks(settings: Settings, file_id: int) -> list[ChunkPlan]:
     """Chunks neither loaded nor failed: never run, or cut short by a killed process."""
     with psycopg.connect(settings.psycopg_conninfo) as conn:
-        return control.planned_chunks(conn, file_id, statuses=("pending", "processing"))
+        return chunk_ledger.planned_chunks(conn, file_id, statuses=("pending", "processing"))
 
 
 def settle_file(settings: Settings, file_id: int) -> FileRecord:

@@ -22,7 +22,7 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from granula_pipeline.lib import control
+from granula_pipeline.lib import chunk_ledger
 from granula_pipeline.lib.chunk_parsing import (
     LINE_COLUMN,
     Rejected,
@@ -83,9 +83,9 @@ def load_chunk(conninfo: str, target: LoadTarget, chunk: ChunkPlan) -> ChunkResu
     """Load `chunk` of `target` exactly once; a chunk already loaded is left as it is."""
     started = time.perf_counter()
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        control.mark_chunk_started(conn, target.file_id, chunk.index)
+        chunk_ledger.mark_chunk_started(conn, target.file_id, chunk.index)
     with psycopg.connect(conninfo) as conn:
-        status, path = control.lock_chunk(conn, target.file_id, chunk.index)
+        status, path = chunk_ledger.lock_chunk(conn, target.file_id, chunk.index)
         if status == "loaded":
             conn.rollback()
             return ChunkResult(chunk.index, "already_loaded", 0, 0, "none", 0.0)
@@ -98,8 +98,8 @@ def load_chunk(conninfo: str, target: LoadTarget, chunk: ChunkPlan) -> ChunkResu
         if rows is None:
             method = "parsed"
             rows, rejected = _copy_parsed(conn, target, chunk, data)
-        control.quarantine(conn, target.file_id, chunk.index, rejected)
-        control.finish_chunk(
+        chunk_ledger.quarantine(conn, target.file_id, chunk.index, rejected)
+        chunk_ledger.finish_chunk(
             conn, target.file_id, chunk.index, row_count=rows, rejected=len(rejected)
         )
         conn.commit()
