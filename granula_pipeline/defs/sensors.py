@@ -60,7 +60,7 @@ def inbox_sensor(context: SensorEvaluationContext, granula: GranulaResource):
             control.register_file(
                 conn,
                 partition_key=found.partition_key,
-                path=str(settings.inbox / found.relative_path),
+                path=str((settings.inbox / found.relative_path).absolute()),
                 dataset=found.dataset,
                 priority=found.priority,
                 size_bytes=found.size_bytes,

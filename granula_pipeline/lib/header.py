@@ -13,7 +13,6 @@ from granula_pipeline.lib.errors import BadInputError
 
 HEADER_MAX_BYTES = 1024 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"
-LINEAGE_PREFIX = "_granula_"
 PG_IDENTIFIER_MAX_BYTES = 63
 
 
@@ -76,13 +75,14 @@ def _first_record_end(data: bytes, start: int) -> int | None:
 
 
 def column_names(source_names: list[str]) -> list[str]:
-    """Lower-case snake_case names, unique, never blank, never clashing with lineage columns."""
+    """Lower-case snake_case names, unique and never blank.
+
+    Leading underscores are stripped, so no name can clash with the `_granula_*` lineage columns.
+    """
     columns: list[str] = []
     taken: set[str] = set()
     for position, name in enumerate(source_names, start=1):
         base = _snake_case(name) or f"column_{position}"
-        if base.startswith(LINEAGE_PREFIX):
-            base = f"source{base}"
         candidate, suffix = base, 2
         while candidate in taken:
             candidate = _truncate(f"{base}_{suffix}", reserve=0)
