@@ -50,10 +50,6 @@ class LoadTarget:
     columns: list[Column] = field(default_factory=list)
     encoding: str = "UTF8"
 
-    @property
-    def qualified_table(self) -> str:
-        return f"{self.schema}.{self.table}"
-
 
 @dataclass(frozen=True)
 class ChunkResult:
