@@ -1,9 +1,9 @@
 """Granula's Dagster definitions: the status asset, its job, the inbox sensor, the resource."""
 
-from dagster import Definitions
+from dagster import Definitions, mem_io_manager
 
 from granula_pipeline.defs.checks import file_checks
-from granula_pipeline.defs.ingest import file_status, ingest_file
+from granula_pipeline.defs.ingest import STATUS_IO_MANAGER, file_status, ingest_file
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.sensors import inbox_sensor
 from granula_pipeline.defs.watchdog import lost_run_watchdog
@@ -15,7 +15,7 @@ def build_definitions(granula: GranulaResource) -> Definitions:
         asset_checks=file_checks,
         jobs=[ingest_file],
         sensors=[inbox_sensor, lost_run_watchdog],
-        resources={"granula": granula},
+        resources={"granula": granula, STATUS_IO_MANAGER: mem_io_manager},
     )
 
 

@@ -170,7 +170,15 @@ def _current_record(
         return None
 
 
-@op(ins={"results": In(list[ChunkResult])}, retry_policy=RETRY_POLICY)
+# The summary lives in granula.files and the metadata: no need to pickle it to storage too.
+STATUS_IO_MANAGER = "file_status_io_manager"
+
+
+@op(
+    ins={"results": In(list[ChunkResult])},
+    out=Out(dict, io_manager_key=STATUS_IO_MANAGER),
+    retry_policy=RETRY_POLICY,
+)
 def record_outcome(
     context: OpExecutionContext,
     granula: GranulaResource,
