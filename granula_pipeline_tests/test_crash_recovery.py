@@ -188,12 +188,10 @@ def test_load_survives_a_postgresql_restart_within_the_retry_budget(
         user=server.system_user,
     )
 
-    result = summary(load)
+    out, err = load.communicate(timeout=300)
+    result = json.loads(out.strip().splitlines()[-1])
     assert result["status"] == "completed", result
     assert result["loaded_rows"] == ROWS
     assert_exactly_once(url, dataset, result["file_id"])
-    with psycopg.connect(url) as conn:
-        attempts = conn.execute(
-            "SELECT max(attempts) FROM granula.chunks WHERE file_id = %s", (result["file_id"],)
-        ).fetchone()
-    assert attempts is not None and attempts[0] >= 2, "the restart hit a chunk, which was retried"
+    # The restart hit a chunk op (its COPY, or its connecting), which was retried with backoff.
+    assert "transient failure" in err and "will retry with backoff" in err
