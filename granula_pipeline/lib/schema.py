@@ -84,7 +84,8 @@ def infer_columns(sample: bytes, columns: list[str], source_names: list[str]) ->
 
 INTEGER = r"^[+-]?\d+$"
 LEADING_ZERO = r"^[+-]?0\d"
-BOOLEAN_WORDS = ("true", "false")
+# Stricter than PostgreSQL's boolean input: 1/0 or yes/no columns are numbers or words.
+INFERRED_BOOLEANS = ("true", "false")
 
 
 def column_type(values: pl.Series) -> str:
@@ -100,7 +101,7 @@ def column_type(values: pl.Series) -> str:
         return "bigint" if fits else "numeric"
     if values.cast(pl.Float64, strict=False).null_count() == 0:
         return "double precision"
-    if values.str.to_lowercase().is_in(BOOLEAN_WORDS).all():
+    if values.str.to_lowercase().is_in(INFERRED_BOOLEANS).all():
         return "boolean"
     return _temporal_type(values) or TEXT
 

@@ -1,0 +1,23 @@
+"""A file dropped in the inbox, through the real job, into a typed table."""
+
+from granula_pipeline.defs.launch import ingest
+
+
+def test_inbox_file_loads_typed_rows_with_lineage_and_moves_to_processed(
+    instance, granula, settings, db
+):
+    path = settings.inbox / "orders.csv"
+    path.write_text('id,name,value\n1,"a, b",1.5\n2,"x\ny",2\n3,,\n')
+    record, result = ingest(instance, granula, path)
+
+    assert result.success
+    assert record.status == "completed"
+    assert (record.total_rows, record.loaded_rows, record.rejected_rows) == (3, 3, 0)
+    rows = db.execute("SELECT * FROM datasets.orders ORDER BY id").fetchall()
+    assert rows == [
+        (1, "a, b", 1.5, record.file_id, 0),
+        (2, "x\ny", 2.0, record.file_id, 0),
+        (3, None, None, record.file_id, 0),
+    ]
+    assert not path.exists()
+    assert (settings.processed_dir / f"{record.file_id}-orders.csv").exists()
