@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=1_000_000, ge=1, description="Rows per chunk op.")
     chunk_max_mb: int = Field(default=64, ge=1, description="Bytes per chunk, at most, in MiB.")
     max_concurrency: int = Field(default=2, ge=1, description="Runs that load at once.")
+    copy_streams: int = Field(
+        default=2, ge=1, description="Connections that COPY one chunk's parts at once."
+    )
     max_retries: int = Field(default=3, ge=0, description="Retries of a chunk op.")
     base_backoff: float = Field(default=1.0, ge=0, description="First retry wait, seconds.")
     max_backoff: float = Field(default=30.0, ge=0, description="Longest retry wait, seconds.")

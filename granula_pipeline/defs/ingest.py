@@ -88,7 +88,9 @@ def load_chunk(
     settings = granula.settings()
     chunk = task.chunk
     try:
-        result = load_chunk_rows(settings.psycopg_conninfo, task.target, chunk)
+        result = load_chunk_rows(
+            settings.psycopg_conninfo, task.target, chunk, streams=settings.copy_streams
+        )
     except Exception as exc:
         transient = is_transient(exc) and not isinstance(exc, BadInputError)
         if transient and context.retry_number < settings.max_retries:
@@ -106,7 +108,7 @@ def load_chunk(
     context.log.info(
         f"chunk {chunk.index} (lines {chunk.first_line}+): {result.outcome}, "
         f"{result.row_count} rows, {result.rejected_rows} rejected, via {result.method} "
-        f"in {result.seconds:.2f}s"
+        f"({result.parts} {'stream' if result.parts == 1 else 'streams'}) in {result.seconds:.2f}s"
     )
     _observe_if_ended(context, settings, task.target.file_id)
     return result
@@ -191,7 +193,7 @@ def record_outcome(
     # that never did (a Dagster limitation with dynamic outputs): load such chunks here.
     for chunk in unfinished_chunks(settings, target.file_id):
         context.log.warning(f"chunk {chunk.index} never ran in this run: loading it now")
-        load_chunk_rows(settings.psycopg_conninfo, target, chunk)
+        load_chunk_rows(settings.psycopg_conninfo, target, chunk, streams=settings.copy_streams)
     record = settle_file(settings, target.file_id)
     metadata = {**status_metadata(record), **table_metadata(settings, record)}
     return Output(record.summary(), metadata=metadata)

@@ -94,12 +94,16 @@ def mark_chunk_started(conn: psycopg.Connection, file_id: int, chunk_index: int)
 
 
 def lock_chunk(conn: psycopg.Connection, file_id: int, chunk_index: int) -> tuple[str, str]:
-    """Lock a chunk's row for this transaction; return its status and where the file is now."""
+    """Lock a chunk's row for this transaction; return its status and where the file is now.
+
+    The lock keeps a second attempt at the chunk waiting, yet lets this attempt's other
+    connections record their parts (`record_part`).
+    """
     row = conn.execute(
         """
         SELECT c.status, f.path FROM granula.chunks AS c JOIN granula.files AS f USING (file_id)
         WHERE c.file_id = %s AND c.chunk_index = %s
-        FOR UPDATE OF c
+        FOR NO KEY UPDATE OF c
         """,
         (file_id, chunk_index),
     ).fetchone()
@@ -121,7 +125,30 @@ def finish_chunk(
         """,
         (row_count, rejected, file_id, chunk_index),
     )
+    take_committed_parts(conn, file_id, chunk_index)
     refresh_file(conn, file_id)
+
+
+def record_part(
+    conn: psycopg.Connection, file_id: int, chunk_index: int, *, first_line: int, row_count: int
+) -> None:
+    """Note, in the transaction that wrote them, rows of a chunk committed ahead of the chunk."""
+    conn.execute(
+        """
+        INSERT INTO granula.chunk_parts (file_id, chunk_index, first_line, row_count)
+        VALUES (%s, %s, %s, %s)
+        """,
+        (file_id, chunk_index, first_line, row_count),
+    )
+
+
+def take_committed_parts(conn: psycopg.Connection, file_id: int, chunk_index: int) -> int:
+    """Forget the chunk's committed parts; return how many there were."""
+    cursor = conn.execute(
+        "DELETE FROM granula.chunk_parts WHERE file_id = %s AND chunk_index = %s",
+        (file_id, chunk_index),
+    )
+    return cursor.rowcount
 
 
 def quarantine(
@@ -150,3 +177,11 @@ def fail_chunk(conn: psycopg.Connection, file_id: int, chunk_index: int, error: 
         (error, file_id, chunk_index),
     )
     refresh_file(conn, file_id)
+
+
+def forget_rejected(conn: psycopg.Connection, file_id: int, chunk_index: int) -> None:
+    """Drop the rows an earlier attempt at this chunk set aside, before it is loaded again."""
+    conn.execute(
+        "DELETE FROM granula.rejected_rows WHERE file_id = %s AND chunk_index = %s",
+        (file_id, chunk_index),
+    )

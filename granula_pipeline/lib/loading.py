@@ -5,15 +5,17 @@ while polars counts the same bytes' records on another core; the two must agree 
 transaction commits. When PostgreSQL refuses the bytes (a value it cannot read, a `NA` in a number
 column, a ragged record) or the two disagree, the chunk goes the careful way: parsed record by
 record, rows that cannot be loaded set aside in `granula.rejected_rows` with their line and reason,
-the rest written to COPY. A chunk commits wholly or not at all, and a committed chunk is never
-loaded again, so a retried chunk cannot duplicate rows.
+the rest written to COPY. A chunk is marked loaded in the transaction that writes its (last) rows,
+and a chunk marked loaded is never loaded again, so a retried chunk cannot duplicate rows.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,11 +34,13 @@ from granula_pipeline.lib.chunk_parsing import (
     type_problems,
 )
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.planning import ChunkPlan, has_stray_quotes
+from granula_pipeline.lib.planning import ChunkPlan, has_stray_quotes, record_ends, split_records
 from granula_pipeline.lib.schema import Column
+from granula_pipeline.lib.tables import LINEAGE_COLUMNS
 
 COPY_BLOCK_BYTES = 1024 * 1024
 MAX_REFUSALS_PER_CHUNK = 1000
+MIN_PART_BYTES = 4 * 1024 * 1024
 _COPY_CONTEXT = re.compile(r"line (\d+)(?:, column ([^:]+))?")
 
 
@@ -59,6 +63,7 @@ class ChunkResult:
     rejected_rows: int
     method: Literal["copy", "parsed", "none"]
     seconds: float
+    parts: int = 1
 
 
 def read_chunk_bytes(path: Path, chunk: ChunkPlan) -> bytes:
@@ -75,39 +80,119 @@ def read_chunk_bytes(path: Path, chunk: ChunkPlan) -> bytes:
     return data
 
 
-def load_chunk(conninfo: str, target: LoadTarget, chunk: ChunkPlan) -> ChunkResult:
-    """Load `chunk` of `target` exactly once; a chunk already loaded is left as it is."""
+def load_chunk(
+    conninfo: str,
+    target: LoadTarget,
+    chunk: ChunkPlan,
+    *,
+    streams: int = 1,
+    min_part_bytes: int = MIN_PART_BYTES,
+) -> ChunkResult:
+    """Load `chunk` of `target` exactly once; a chunk already loaded is left as it is.
+
+    With `streams` > 1, a chunk of more than `min_part_bytes` is cut into parts of whole records
+    that go to COPY over that many connections at once, so PostgreSQL works on as many cores.
+    Every part waits for the others to load; then they commit, the part that marks the chunk
+    loaded last. A process that dies between those commits leaves the parts committed listed in
+    `granula.chunk_parts`, and the chunk's next attempt deletes their rows before loading it.
+    """
     started = time.perf_counter()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         chunk_ledger.mark_chunk_started(conn, target.file_id, chunk.index)
     with psycopg.connect(conninfo) as conn:
-        status, path = chunk_ledger.lock_chunk(conn, target.file_id, chunk.index)
-        if status == "loaded":
+        path = _lock_unloaded(conn, target, chunk)
+        if path is None:
             conn.rollback()
             return ChunkResult(chunk.index, "already_loaded", 0, 0, "none", 0.0)
-        conn.execute("SELECT set_config('granula.file_id', %s, true)", (str(target.file_id),))
-        conn.execute("SELECT set_config('granula.chunk_index', %s, true)", (str(chunk.index),))
-        data = read_chunk_bytes(Path(path), chunk)  # where the file is now: it may have moved
-        rows = None if has_stray_quotes(data) else _copy_as_is(conn, target, data)
-        rejected: list[Rejected] = []
-        method: Literal["copy", "parsed"] = "copy"
-        if rows is None:
-            method = "parsed"
-            rows, rejected = _copy_parsed(conn, target, chunk, data)
-        chunk_ledger.quarantine(conn, target.file_id, chunk.index, rejected)
+        data = read_chunk_bytes(path, chunk)  # where the file is now: it may have moved
+        first, *others = _parts(data, chunk, min(streams, len(data) // min_part_bytes))
+        with ExitStack() as stack:
+            connections = [stack.enter_context(psycopg.connect(conninfo)) for _ in others]
+            with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
+                pending = [
+                    pool.submit(_load_part, other, target, chunk.index, part)
+                    for other, part in zip(connections, others, strict=True)
+                ]
+                loads = [_load_part(conn, target, chunk.index, first)]
+                loads += [future.result() for future in pending]
+            for other, part, load in zip(connections, others, loads[1:], strict=True):
+                chunk_ledger.record_part(
+                    other,
+                    target.file_id,
+                    chunk.index,
+                    first_line=part.first_line,
+                    row_count=load.rows,
+                )
+                other.commit()
+        rows = sum(load.rows for load in loads)
+        rejected = sum(len(load.rejected) for load in loads)
         chunk_ledger.finish_chunk(
-            conn, target.file_id, chunk.index, row_count=rows, rejected=len(rejected)
+            conn, target.file_id, chunk.index, row_count=rows, rejected=rejected
         )
         conn.commit()
-    return ChunkResult(
-        chunk.index, "loaded", rows, len(rejected), method, time.perf_counter() - started
-    )
+    method = "parsed" if any(load.method == "parsed" for load in loads) else "copy"
+    seconds = time.perf_counter() - started
+    return ChunkResult(chunk.index, "loaded", rows, rejected, method, seconds, len(loads))
 
 
-def _copy_statement(target: LoadTarget, encoding: str) -> sql.Composed:
+@dataclass(frozen=True)
+class _Part:
+    first_line: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class _PartLoad:
+    rows: int
+    rejected: list[Rejected]
+    method: Literal["copy", "parsed"]
+
+
+def _lock_unloaded(conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPlan) -> Path | None:
+    """Lock the chunk if it is still to load, with rows of an earlier, cut-short attempt gone."""
+    status, path = chunk_ledger.lock_chunk(conn, target.file_id, chunk.index)
+    if status != "loaded" and chunk_ledger.take_committed_parts(conn, target.file_id, chunk.index):
+        conn.execute(
+            sql.SQL(
+                "DELETE FROM {} WHERE _granula_file_id = %s AND _granula_chunk_index = %s"
+            ).format(sql.Identifier(target.schema, target.table)),
+            (target.file_id, chunk.index),
+        )
+        chunk_ledger.forget_rejected(conn, target.file_id, chunk.index)
+        conn.commit()  # before this attempt's parts write rejected rows at the same lines again
+        status, path = chunk_ledger.lock_chunk(conn, target.file_id, chunk.index)
+    return None if status == "loaded" else Path(path)
+
+
+def _parts(data: bytes, chunk: ChunkPlan, count: int) -> list[_Part]:
+    cuts = [0, *split_records(data, count), len(data)] if count > 1 else [0, len(data)]
+    return [
+        _Part(chunk.first_line + data.count(b"\n", 0, start), data[start:end])
+        for start, end in itertools.pairwise(cuts)
+    ]
+
+
+def _load_part(
+    conn: psycopg.Connection, target: LoadTarget, chunk_index: int, part: _Part
+) -> _PartLoad:
+    """COPY one part of a chunk in `conn`'s open transaction; rows refused are quarantined."""
+    conn.execute("SELECT set_config('granula.file_id', %s, true)", (str(target.file_id),))
+    conn.execute("SELECT set_config('granula.chunk_index', %s, true)", (str(chunk_index),))
+    rows = None
+    if not has_stray_quotes(part.data):
+        rows = _copy_as_is(conn, target, chunk_index, part.data)
+    if rows is not None:
+        return _PartLoad(rows, [], "copy")
+    rows, rejected = _copy_parsed(conn, target, part.first_line, part.data)
+    chunk_ledger.quarantine(conn, target.file_id, chunk_index, rejected)
+    return _PartLoad(rows, rejected, "parsed")
+
+
+def _copy_statement(target: LoadTarget, encoding: str, *, lineage: bool = False) -> sql.Composed:
+    names = [c.name for c in target.columns] + (list(LINEAGE_COLUMNS) if lineage else [])
     return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, ENCODING {})").format(
         sql.Identifier(target.schema, target.table),
-        sql.SQL(", ").join(sql.Identifier(c.name) for c in target.columns),
+        sql.SQL(", ").join(sql.Identifier(name) for name in names),
         sql.Literal(encoding),
     )
 
@@ -116,21 +201,46 @@ class _Disagreement(Exception):
     """polars and PostgreSQL read a different number of rows from the same bytes."""
 
 
-def _copy_as_is(conn: psycopg.Connection, target: LoadTarget, data: bytes) -> int | None:
-    """COPY the raw bytes inside a savepoint; the row count if PostgreSQL and polars agree."""
+def _copy_as_is(
+    conn: psycopg.Connection, target: LoadTarget, chunk_index: int, data: bytes
+) -> int | None:
+    """COPY the raw bytes inside a savepoint; the row count if PostgreSQL and polars agree.
+
+    Where every newline ends a record, the lineage values are written at the end of each line:
+    PostgreSQL then reads them like any other field, which costs it less than filling in the
+    columns' `current_setting` defaults row by row.
+    """
+    payload = _with_lineage(data, f",{target.file_id},{chunk_index}".encode())
     with ThreadPoolExecutor(max_workers=1) as pool:
         counted = pool.submit(_count_records, data, len(target.columns))
+        statement = _copy_statement(target, target.encoding, lineage=payload is not None)
+        payload = data if payload is None else payload
         try:
             with conn.transaction(), conn.cursor() as cursor:
-                with cursor.copy(_copy_statement(target, target.encoding)) as copy:
-                    view = memoryview(data)
-                    for offset in range(0, len(data), COPY_BLOCK_BYTES):
+                with cursor.copy(statement) as copy:
+                    view = memoryview(payload)
+                    for offset in range(0, len(payload), COPY_BLOCK_BYTES):
                         copy.write(view[offset : offset + COPY_BLOCK_BYTES])
                 if counted.result() != cursor.rowcount:
                     raise _Disagreement
                 return cursor.rowcount
         except (psycopg.errors.DataError, _Disagreement):
             return None
+
+
+def _with_lineage(data: bytes, suffix: bytes) -> bytes | None:
+    """`data` with `suffix` at the end of every record, or None where lines and records differ
+    (a quoted field holding a newline, a carriage return other than before a newline)."""
+    if b"\r" in data:
+        if data.count(b"\r") != data.count(b"\r\n"):
+            return None
+        newline = b"\r\n"
+    else:
+        newline = b"\n"
+    if b'"' in data and record_ends(data)[1]:
+        return None
+    marked = data.replace(newline, suffix + newline)
+    return marked if data.endswith(newline) else marked + suffix
 
 
 def _count_records(data: bytes, width: int) -> int:
@@ -149,10 +259,10 @@ def _count_records(data: bytes, width: int) -> int:
 
 
 def _copy_parsed(
-    conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPlan, data: bytes
+    conn: psycopg.Connection, target: LoadTarget, first_line: int, data: bytes
 ) -> tuple[int, list[Rejected]]:
     """Load the records that can be loaded; return their count and the ones set aside."""
-    parsed = parse_chunk(data, target.columns, chunk.first_line, target.encoding)
+    parsed = parse_chunk(data, target.columns, first_line, target.encoding)
     rejected = list(parsed.rejected)
     frame = normalise_nulls(parsed.frame, target.columns)
     problems = type_problems(frame, target.columns)
@@ -168,7 +278,7 @@ def _copy_parsed(
             rejected.extend(set_aside)
     raise BadInputError(
         f"PostgreSQL refused more than {MAX_REFUSALS_PER_CHUNK} rows of this chunk",
-        line=chunk.first_line,
+        line=first_line,
     )
 
 

@@ -149,3 +149,23 @@ def _stray_quotes(
         opening, ~np.isin(before, _FIELD_EDGE_BEFORE), ~np.isin(after, _FIELD_EDGE_AFTER)
     )
     return quotes[stray]
+
+
+def record_ends(chunk: bytes) -> tuple[np.ndarray, bool]:
+    """Offsets just past each record of `chunk` (whole records), and whether a quoted field
+    holds a newline (then not every newline ends a record)."""
+    data = np.frombuffer(chunk, dtype=np.uint8)
+    newlines = np.flatnonzero(data == NEWLINE)
+    quotes = np.flatnonzero(data == QUOTE)
+    if not len(quotes):
+        return newlines + 1, False
+    ends = newlines[(np.searchsorted(quotes, newlines) & 1) == 0]
+    return ends + 1, len(ends) != len(newlines)
+
+
+def split_records(chunk: bytes, parts: int) -> list[int]:
+    """Offsets that cut `chunk` into at most `parts` runs of whole records of about equal size."""
+    ends, _ = record_ends(chunk)
+    targets = [len(chunk) * k // parts for k in range(1, parts)]
+    cuts = {int(ends[i]) for i in np.searchsorted(ends, targets) if i < len(ends)}
+    return sorted(cut for cut in cuts if 0 < cut < len(chunk))

@@ -1,0 +1,190 @@
+"""A chunk COPYed in parts over several connections: every row once, whatever cuts it short."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from granula_pipeline.lib import control
+from granula_pipeline.lib.file_load import PreparedLoad, prepare_load
+from granula_pipeline.lib.loading import load_chunk
+from granula_pipeline_tests.factories import write_orders
+from granula_pipeline_tests.faults import clear_fault, inject_fault
+
+ROWS = 3000
+PART_BYTES = 8 * 1024  # small parts, so a 3000-row chunk is cut into several
+
+
+def write_plain(path: Path, rows: int, *, bad_line: int | None = None) -> Path:
+    """`id,name,value` without quotes; line `bad_line` (1 = header) holds a field too many."""
+    lines = ["id,name,value"]
+    lines += [f"{i},name {i},{i * 0.5}" for i in range(rows)]
+    if bad_line is not None:
+        lines[bad_line - 1] = f"{bad_line - 2},name,1.5,surplus"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def prepare(settings, db, path: Path) -> PreparedLoad:
+    control.register_file(
+        db,
+        partition_key=path.name,
+        path=str(path),
+        dataset=path.stem,
+        priority=0,
+        size_bytes=path.stat().st_size,
+    )
+    prepared = prepare_load(settings, path.name, "test-run")
+    assert len(prepared.chunks) == 1
+    return prepared
+
+
+def loaded(db, prepared: PreparedLoad) -> list[tuple[int, int, int]]:
+    target = prepared.target
+    return db.execute(
+        f"SELECT id, _granula_file_id, _granula_chunk_index FROM {target.schema}.{target.table} "
+        "ORDER BY id"
+    ).fetchall()
+
+
+def committed_parts(db, file_id: int) -> int:
+    row = db.execute(
+        "SELECT count(*) FROM granula.chunk_parts WHERE file_id = %s", (file_id,)
+    ).fetchone()
+    return row[0]
+
+
+@pytest.fixture(params=["plain", "quoted"])
+def prepared(request, settings, db) -> PreparedLoad:
+    """A one-chunk file: plain lines (lineage appended to them), or quoted fields that hold
+    newlines (lineage from the columns' defaults, parts cut at record ends, not at newlines)."""
+    path = settings.inbox / f"{request.param}_{uuid.uuid4().hex[:8]}.csv"
+    if request.param == "plain":
+        write_plain(path, ROWS)
+    else:
+        write_orders(path, ROWS)
+    return prepare(settings, db, path)
+
+
+def test_chunk_loads_in_parts_every_row_once(settings, db, prepared):
+    result = load_chunk(
+        settings.psycopg_conninfo,
+        prepared.target,
+        prepared.chunks[0],
+        streams=3,
+        min_part_bytes=PART_BYTES,
+    )
+
+    assert (result.outcome, result.row_count, result.parts) == ("loaded", ROWS, 3)
+    assert loaded(db, prepared) == [(i, prepared.file.file_id, 0) for i in range(ROWS)]
+    assert committed_parts(db, prepared.file.file_id) == 0
+
+
+def test_one_stream_loads_the_chunk_whole(settings, db, prepared):
+    result = load_chunk(settings.psycopg_conninfo, prepared.target, prepared.chunks[0])
+
+    assert (result.row_count, result.parts) == (ROWS, 1)
+    assert loaded(db, prepared) == [(i, prepared.file.file_id, 0) for i in range(ROWS)]
+
+
+def test_cut_short_between_part_commits_the_next_attempt_removes_the_parts_rows(
+    settings, db, prepared
+):
+    # The chunk's own commit fails after its other parts have committed: the window a killed
+    # process would leave open.
+    db.execute("CREATE SEQUENCE cut_short_hits")
+    db.execute(
+        """
+        CREATE FUNCTION cut_short() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.status = 'loaded' AND nextval('cut_short_hits') = 1 THEN
+                RAISE EXCEPTION 'cut short' USING ERRCODE = '57P01';
+            END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
+    db.execute(
+        "CREATE TRIGGER cut_short BEFORE UPDATE ON granula.chunks "
+        "FOR EACH ROW EXECUTE FUNCTION cut_short()"
+    )
+    chunk = prepared.chunks[0]
+    try:
+        with pytest.raises(psycopg.errors.AdminShutdown):
+            load_chunk(
+                settings.psycopg_conninfo,
+                prepared.target,
+                chunk,
+                streams=2,
+                min_part_bytes=PART_BYTES,
+            )
+        left_behind = len(loaded(db, prepared))
+        assert 0 < left_behind < ROWS
+        assert committed_parts(db, prepared.file.file_id) == 1
+
+        result = load_chunk(
+            settings.psycopg_conninfo, prepared.target, chunk, streams=2, min_part_bytes=PART_BYTES
+        )
+    finally:
+        db.execute("DROP TRIGGER cut_short ON granula.chunks")
+        db.execute("DROP FUNCTION cut_short")
+        db.execute("DROP SEQUENCE cut_short_hits")
+
+    assert (result.outcome, result.row_count) == ("loaded", ROWS)
+    assert loaded(db, prepared) == [(i, prepared.file.file_id, 0) for i in range(ROWS)]
+    assert committed_parts(db, prepared.file.file_id) == 0
+    again = load_chunk(settings.psycopg_conninfo, prepared.target, chunk, streams=2)
+    assert again.outcome == "already_loaded"
+
+
+def test_a_part_that_fails_rolls_back_every_part(settings, db, prepared):
+    inject_fault(db, prepared.target.table, chunk=0, times=1, sqlstate="40P01")
+    chunk = prepared.chunks[0]
+    try:
+        with pytest.raises(psycopg.errors.DeadlockDetected):
+            load_chunk(
+                settings.psycopg_conninfo,
+                prepared.target,
+                chunk,
+                streams=2,
+                min_part_bytes=PART_BYTES,
+            )
+        assert loaded(db, prepared) == []
+        assert committed_parts(db, prepared.file.file_id) == 0
+
+        result = load_chunk(
+            settings.psycopg_conninfo, prepared.target, chunk, streams=2, min_part_bytes=PART_BYTES
+        )
+    finally:
+        clear_fault(db, prepared.target.table)
+
+    assert result.row_count == ROWS
+    assert loaded(db, prepared) == [(i, prepared.file.file_id, 0) for i in range(ROWS)]
+
+
+def test_rejected_row_in_a_later_part_keeps_its_line_number(settings, db):
+    bad_line = ROWS - 10  # near the end: in the last of the parts
+    path = write_plain(
+        settings.inbox / f"one_bad_{uuid.uuid4().hex[:8]}.csv", ROWS, bad_line=bad_line
+    )
+    prepared = prepare(settings, db, path)
+
+    result = load_chunk(
+        settings.psycopg_conninfo,
+        prepared.target,
+        prepared.chunks[0],
+        streams=3,
+        min_part_bytes=PART_BYTES,
+    )
+
+    assert (result.row_count, result.rejected_rows, result.parts) == (ROWS - 1, 1, 3)
+    rejected = db.execute(
+        "SELECT line_number, raw_text FROM granula.rejected_rows WHERE file_id = %s",
+        (prepared.file.file_id,),
+    ).fetchall()
+    assert rejected == [(bad_line, f"{bad_line - 2},name,1.5,surplus")]
+    ids = [row[0] for row in loaded(db, prepared)]
+    assert ids == [i for i in range(ROWS) if i != bad_line - 2]
