@@ -11,6 +11,7 @@ and a chunk marked loaded is never loaded again, so a retried chunk cannot dupli
 
 from __future__ import annotations
 
+import io
 import itertools
 import re
 import time
@@ -104,8 +105,9 @@ def load_chunk(
         if path is None:
             conn.rollback()
             return ChunkResult(chunk.index, "already_loaded", 0, 0, "none", 0.0)
-        data = read_chunk_bytes(path, chunk)  # where the file is now: it may have moved
-        first, *others = _parts(data, chunk, min(streams, len(data) // min_part_bytes))
+        count = min(streams, chunk.byte_count // min_part_bytes)
+        # Where the file is now (it may have moved); only the parts are kept, not a copy besides.
+        first, *others = _parts(read_chunk_bytes(path, chunk), chunk, count)
         with ExitStack() as stack:
             connections = [stack.enter_context(psycopg.connect(conninfo)) for _ in others]
             with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
@@ -212,7 +214,7 @@ def _copy_as_is(
     """
     payload = _with_lineage(data, f",{target.file_id},{chunk_index}".encode())
     with ThreadPoolExecutor(max_workers=1) as pool:
-        counted = pool.submit(_count_records, data, len(target.columns))
+        counted = pool.submit(_count_records, data)
         statement = _copy_statement(target, target.encoding, lineage=payload is not None)
         payload = data if payload is None else payload
         try:
@@ -243,19 +245,15 @@ def _with_lineage(data: bytes, suffix: bytes) -> bytes | None:
     return marked if data.endswith(newline) else marked + suffix
 
 
-def _count_records(data: bytes, width: int) -> int:
+def _count_records(data: bytes) -> int:
+    """Records in `data` as polars reads them (its quote-aware line count, nothing kept)."""
     try:
-        frame = pl.read_csv(
-            data,
-            has_header=False,
-            infer_schema=False,
-            new_columns=[f"c{i}" for i in range(width)],
-            encoding="utf8-lossy",
-            raise_if_empty=False,
+        frame = pl.scan_csv(
+            io.BytesIO(data), has_header=False, infer_schema=False, encoding="utf8-lossy"
         )
+        return int(frame.select(pl.len()).collect().item())
     except (pl.exceptions.PolarsError, ValueError):
         return -1
-    return frame.height if frame.width == width else -1
 
 
 def _copy_parsed(
