@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ import psycopg
 
 from granula_pipeline.lib.control import FileRecord, file_by_id
 from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.lib.submission import copy_into_inbox
 from granula_pipeline.settings import Settings, load_settings
 
 
@@ -161,14 +161,12 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     if not os.environ.get("DAGSTER_HOME"):
         raise CliError("set DAGSTER_HOME to the Dagster instance that will run the file")
     source = _existing_file(args.path)
-    folder = settings.inbox / f"priority-{args.priority}" if args.priority else settings.inbox
-    if args.dataset:
-        folder = folder / args.dataset
-    folder.mkdir(parents=True, exist_ok=True)
-    destination = folder / source.name
-    staging = folder / f".{source.name}.granula-tmp"
-    shutil.copyfile(source, staging)
-    os.replace(staging, destination)  # atomic: the sensor never sees a half-written file
+    try:
+        destination = copy_into_inbox(
+            source, settings.inbox, priority=args.priority, dataset=args.dataset
+        )
+    except FileExistsError as exc:
+        raise CliError(f"{exc.filename2} is already waiting in the inbox") from exc
     with _instance() as instance:
         record, _ = register(instance, GranulaResource(), destination, dataset=args.dataset)
     _emit(

@@ -14,8 +14,8 @@ from granula_pipeline.defs.sensors import run_tags
 from granula_pipeline.lib import control
 from granula_pipeline.lib.control import FileRecord
 from granula_pipeline.lib.database import ensure_migrated
-from granula_pipeline.lib.inbox import describe
 from granula_pipeline.lib.retention import ended_before, forget_file
+from granula_pipeline.lib.submission import register_in_inbox
 
 
 def register(
@@ -29,15 +29,9 @@ def register(
     """Record the file as queued and add its dynamic partition; return it with its run tags."""
     settings = granula.settings()
     ensure_migrated(settings)
-    found = describe(path, settings.inbox, dataset=dataset, priority=priority)
     with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
-        record = control.register_file(
-            conn,
-            partition_key=found.partition_key,
-            path=str(path.absolute()),
-            dataset=found.dataset,
-            priority=found.priority,
-            size_bytes=found.size_bytes,
+        record, found = register_in_inbox(
+            conn, settings.inbox, path, dataset=dataset, priority=priority
         )
     instance.add_dynamic_partitions(inbox_partitions.name, [record.partition_key])
     return record, run_tags(found)
