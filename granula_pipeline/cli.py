@@ -84,6 +84,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     prune.set_defaults(handler=_prune)
 
+    api = commands.add_parser("api", help="serve the HTTP API: upload, status, results")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument(
+        "--load",
+        action="store_true",
+        help="load uploaded files in this process (when no Dagster daemon runs the sensor)",
+    )
+    api.set_defaults(handler=_api)
+
     migrate = commands.add_parser("migrate", help="create or upgrade the control tables")
     migrate.set_defaults(handler=_migrate)
     return parser
@@ -221,6 +231,30 @@ def _prune(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(str(exc)) from exc
     with _instance() as instance:
         _emit(prune(instance, GranulaResource(), age, delete_rows=args.delete_rows))
+    return 0
+
+
+def _api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from granula_pipeline.api import create_app
+
+    try:
+        settings.require_database_url()
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from exc
+    if not args.load:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port)
+        return 0
+    from granula_pipeline.defs.launch import BackgroundLoader
+    from granula_pipeline.defs.resources import GranulaResource
+
+    with _instance() as instance:
+        loader = BackgroundLoader(instance, GranulaResource())
+        try:
+            uvicorn.run(create_app(settings, on_upload=loader), host=args.host, port=args.port)
+        finally:
+            loader.close()
     return 0
 
 

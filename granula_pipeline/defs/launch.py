@@ -1,5 +1,7 @@
 """Register a file as a partition and run `ingest_file` for it, as the CLI and tests do."""
 
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -75,6 +77,33 @@ def _run(
     return final, result
 
 
+class BackgroundLoader:
+    """Loads registered files through `ingest_file` in a worker thread, one after another: what
+    `granula api --load` runs when no Dagster daemon (and so no inbox sensor) is running."""
+
+    def __init__(self, instance: DagsterInstance, granula: GranulaResource):
+        self._instance = instance
+        self._granula = granula
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="granula-load")
+
+    def __call__(self, record: FileRecord) -> Future[FileRecord | None]:
+        return self._worker.submit(self._load, Path(record.path))
+
+    def _load(self, path: Path) -> FileRecord | None:
+        try:
+            record, _ = ingest(self._instance, self._granula, path)
+        except Exception:  # the worker must outlive one bad load; the file's status tells it
+            _log.exception("loading %s failed", path)
+            return None
+        _log.info("loaded %s: file %s %s", path.name, record.file_id, record.status)
+        return record
+
+    def close(self) -> None:
+        """Finish the load in progress; drop the ones not started (the sensor can load them)."""
+        self._worker.shutdown(wait=True, cancel_futures=True)
+
+
+_log = logging.getLogger(__name__)
 RETRY_OF_TAG = "granula/retry_of"
 
 
