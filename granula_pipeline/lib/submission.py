@@ -7,6 +7,7 @@ key the sensor computes for the same file, so both name the same `granula.files`
 
 from __future__ import annotations
 
+import errno
 import mimetypes
 import os
 import shutil
@@ -50,7 +51,16 @@ def publish(staging: Path, destination: Path) -> None:
     waiting in the inbox (or being loaded) is left alone, and FileExistsError says so.
     """
     try:
-        os.link(staging, destination)
+        try:
+            os.link(staging, destination)
+        except FileExistsError:
+            raise
+        except OSError:  # a filesystem without hard links (some network mounts)
+            if destination.exists():
+                raise FileExistsError(
+                    errno.EEXIST, os.strerror(errno.EEXIST), str(staging), None, str(destination)
+                ) from None
+            os.replace(staging, destination)
     finally:
         staging.unlink(missing_ok=True)
 

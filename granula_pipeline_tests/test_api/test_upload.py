@@ -195,3 +195,26 @@ def test_a_name_still_waiting_in_the_inbox_is_not_overwritten(upload, settings):
     assert "already waiting" in second.json()["detail"]
     assert (settings.inbox / "priority-3" / "orders.csv").read_bytes() == CSV
     assert files_under(settings.inbox) == ["priority-3/orders.csv"]
+
+
+def test_a_malformed_or_cut_short_multipart_body_is_refused(client, settings):
+    def post(body: bytes):
+        return client.post(
+            "/api/v1/upload",
+            content=body,
+            headers={"Content-Type": "multipart/form-data; boundary=xyz"},
+        )
+
+    endless_header = b"--xyz\r\nX-Padding: " + b"a" * 20_000 + b"\r\n\r\ndata\r\n--xyz--\r\n"
+    cut_short = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="cut.csv"\r\n'
+    cut_short += b"Content-Type: text/csv\r\n\r\nid\n1\n"
+
+    many_headers = b"--xyz\r\n" + b"X-Padding: aaaaaaaaaa\r\n" * 2000 + b"\r\nx\r\n--xyz--\r\n"
+
+    refused = post(endless_header)
+    assert refused.status_code == 400 and "malformed" in refused.json()["detail"]
+    refused = post(many_headers)
+    assert refused.status_code == 400 and "malformed" in refused.json()["detail"]
+    interrupted = post(cut_short)
+    assert interrupted.status_code == 400 and "ended before" in interrupted.json()["detail"]
+    assert files_under(settings.inbox) == []
