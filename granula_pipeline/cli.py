@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,7 @@ import psycopg
 
 from granula_pipeline.lib.control import FileRecord, file_by_id
 from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.lib.submission import copy_into_inbox
 from granula_pipeline.settings import Settings, load_settings
 
 
@@ -83,6 +83,16 @@ def _parser() -> argparse.ArgumentParser:
         "--delete-rows", action="store_true", help="also delete their loaded and control rows"
     )
     prune.set_defaults(handler=_prune)
+
+    api = commands.add_parser("api", help="serve the HTTP API: upload, status, results")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument(
+        "--load",
+        action="store_true",
+        help="load uploaded files in this process (when no Dagster daemon runs the sensor)",
+    )
+    api.set_defaults(handler=_api)
 
     migrate = commands.add_parser("migrate", help="create or upgrade the control tables")
     migrate.set_defaults(handler=_migrate)
@@ -161,14 +171,12 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     if not os.environ.get("DAGSTER_HOME"):
         raise CliError("set DAGSTER_HOME to the Dagster instance that will run the file")
     source = _existing_file(args.path)
-    folder = settings.inbox / f"priority-{args.priority}" if args.priority else settings.inbox
-    if args.dataset:
-        folder = folder / args.dataset
-    folder.mkdir(parents=True, exist_ok=True)
-    destination = folder / source.name
-    staging = folder / f".{source.name}.granula-tmp"
-    shutil.copyfile(source, staging)
-    os.replace(staging, destination)  # atomic: the sensor never sees a half-written file
+    try:
+        destination = copy_into_inbox(
+            source, settings.inbox, priority=args.priority, dataset=args.dataset
+        )
+    except FileExistsError as exc:
+        raise CliError(f"{exc.filename2} is already waiting in the inbox") from exc
     with _instance() as instance:
         record, _ = register(instance, GranulaResource(), destination, dataset=args.dataset)
     _emit(
@@ -223,6 +231,30 @@ def _prune(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError(str(exc)) from exc
     with _instance() as instance:
         _emit(prune(instance, GranulaResource(), age, delete_rows=args.delete_rows))
+    return 0
+
+
+def _api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from granula_pipeline.api import create_app
+
+    try:
+        settings.require_database_url()
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from exc
+    if not args.load:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port)
+        return 0
+    from granula_pipeline.defs.launch import BackgroundLoader
+    from granula_pipeline.defs.resources import GranulaResource
+
+    with _instance() as instance:
+        loader = BackgroundLoader(instance, GranulaResource())
+        try:
+            uvicorn.run(create_app(settings, on_upload=loader), host=args.host, port=args.port)
+        finally:
+            loader.close()
     return 0
 
 

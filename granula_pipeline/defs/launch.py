@@ -1,5 +1,7 @@
 """Register a file as a partition and run `ingest_file` for it, as the CLI and tests do."""
 
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,8 +16,8 @@ from granula_pipeline.defs.sensors import run_tags
 from granula_pipeline.lib import control
 from granula_pipeline.lib.control import FileRecord
 from granula_pipeline.lib.database import ensure_migrated
-from granula_pipeline.lib.inbox import describe
 from granula_pipeline.lib.retention import ended_before, forget_file
+from granula_pipeline.lib.submission import register_in_inbox
 
 
 def register(
@@ -29,15 +31,9 @@ def register(
     """Record the file as queued and add its dynamic partition; return it with its run tags."""
     settings = granula.settings()
     ensure_migrated(settings)
-    found = describe(path, settings.inbox, dataset=dataset, priority=priority)
     with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
-        record = control.register_file(
-            conn,
-            partition_key=found.partition_key,
-            path=str(path.absolute()),
-            dataset=found.dataset,
-            priority=found.priority,
-            size_bytes=found.size_bytes,
+        record, found = register_in_inbox(
+            conn, settings.inbox, path, dataset=dataset, priority=priority
         )
     instance.add_dynamic_partitions(inbox_partitions.name, [record.partition_key])
     return record, run_tags(found)
@@ -81,6 +77,33 @@ def _run(
     return final, result
 
 
+class BackgroundLoader:
+    """Loads registered files through `ingest_file` in a worker thread, one after another: what
+    `granula api --load` runs when no Dagster daemon (and so no inbox sensor) is running."""
+
+    def __init__(self, instance: DagsterInstance, granula: GranulaResource):
+        self._instance = instance
+        self._granula = granula
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="granula-load")
+
+    def __call__(self, record: FileRecord) -> Future[FileRecord | None]:
+        return self._worker.submit(self._load, Path(record.path))
+
+    def _load(self, path: Path) -> FileRecord | None:
+        try:
+            record, _ = ingest(self._instance, self._granula, path)
+        except Exception:  # the worker must outlive one bad load; the file's status tells it
+            _log.exception("loading %s failed", path)
+            return None
+        _log.info("loaded %s: file %s %s", path.name, record.file_id, record.status)
+        return record
+
+    def close(self) -> None:
+        """Finish the load in progress; drop the ones not started (the sensor can load them)."""
+        self._worker.shutdown(wait=True, cancel_futures=True)
+
+
+_log = logging.getLogger(__name__)
 RETRY_OF_TAG = "granula/retry_of"
 
 
