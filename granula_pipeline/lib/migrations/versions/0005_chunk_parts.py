@@ -1,14 +1,14 @@
 """`granula.chunk_parts`: a chunk loaded over several connections commits part by part.
 
-Revision ID: 0004
+Revision ID: 0005
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
