@@ -32,6 +32,9 @@ from granula_pipeline.lib.chunk_parsing import (
     type_problems,
 )
 from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats import CSV, PARQUET, open_source
+from granula_pipeline.lib.ndjson import parse_ndjson_chunk
+from granula_pipeline.lib.parquet import read_row_groups
 from granula_pipeline.lib.planning import ChunkPlan, has_stray_quotes
 from granula_pipeline.lib.schema import Column
 
@@ -42,13 +45,17 @@ _COPY_CONTEXT = re.compile(r"line (\d+)(?:, column ([^:]+))?")
 
 @dataclass(frozen=True)
 class LoadTarget:
-    """Where a file's chunks go: the file's id and encoding, its table and columns."""
+    """Where a file's chunks go: the file's id and encoding, its table and columns, and how its
+    bytes are read (format, compression, CSV delimiter)."""
 
     file_id: int
     schema: str
     table: str
     columns: list[Column] = field(default_factory=list)
     encoding: str = "UTF8"
+    format: str = CSV
+    compression: str | None = None
+    delimiter: str = ","
 
 
 @dataclass(frozen=True)
@@ -61,9 +68,13 @@ class ChunkResult:
     seconds: float
 
 
-def read_chunk_bytes(path: Path, chunk: ChunkPlan) -> bytes:
-    """The chunk's own bytes, and nothing before or after them."""
-    with path.open("rb") as source:
+def read_chunk_bytes(path: Path, chunk: ChunkPlan, compression: str | None = None) -> bytes:
+    """The chunk's own bytes, and nothing before or after them.
+
+    In a gzip'd file the range is in the decompressed stream: seeking there decompresses the
+    bytes before it and throws them away, so memory holds the chunk only.
+    """
+    with open_source(path, compression) as source:
         source.seek(chunk.byte_start)
         data = source.read(chunk.byte_count)
     if len(data) != chunk.byte_count:
@@ -87,13 +98,21 @@ def load_chunk(conninfo: str, target: LoadTarget, chunk: ChunkPlan) -> ChunkResu
             return ChunkResult(chunk.index, "already_loaded", 0, 0, "none", 0.0)
         conn.execute("SELECT set_config('granula.file_id', %s, true)", (str(target.file_id),))
         conn.execute("SELECT set_config('granula.chunk_index', %s, true)", (str(chunk.index),))
-        data = read_chunk_bytes(Path(path), chunk)  # where the file is now: it may have moved
-        rows = None if has_stray_quotes(data) else _copy_as_is(conn, target, data)
-        rejected: list[Rejected] = []
-        method: Literal["copy", "parsed"] = "copy"
-        if rows is None:
+        if target.format == CSV:  # where the file is now: it may have moved
+            data = read_chunk_bytes(Path(path), chunk, target.compression)
+            rows = (
+                None
+                if has_stray_quotes(data, target.delimiter)
+                else _copy_as_is(conn, target, data)
+            )
+            rejected: list[Rejected] = []
+            method: Literal["copy", "parsed"] = "copy"
+            if rows is None:
+                method = "parsed"
+                rows, rejected = _copy_parsed(conn, target, chunk, data)
+        else:
             method = "parsed"
-            rows, rejected = _copy_parsed(conn, target, chunk, data)
+            rows, rejected = _copy_records(conn, target, chunk, Path(path))
         chunk_ledger.quarantine(conn, target.file_id, chunk.index, rejected)
         chunk_ledger.finish_chunk(
             conn, target.file_id, chunk.index, row_count=rows, rejected=len(rejected)
@@ -104,11 +123,12 @@ def load_chunk(conninfo: str, target: LoadTarget, chunk: ChunkPlan) -> ChunkResu
     )
 
 
-def _copy_statement(target: LoadTarget, encoding: str) -> sql.Composed:
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, ENCODING {})").format(
+def _copy_statement(target: LoadTarget, encoding: str, delimiter: str = ",") -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, ENCODING {}, DELIMITER {})").format(
         sql.Identifier(target.schema, target.table),
         sql.SQL(", ").join(sql.Identifier(c.name) for c in target.columns),
         sql.Literal(encoding),
+        sql.Literal(delimiter),
     )
 
 
@@ -119,10 +139,11 @@ class _Disagreement(Exception):
 def _copy_as_is(conn: psycopg.Connection, target: LoadTarget, data: bytes) -> int | None:
     """COPY the raw bytes inside a savepoint; the row count if PostgreSQL and polars agree."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        counted = pool.submit(_count_records, data, len(target.columns))
+        counted = pool.submit(_count_records, data, len(target.columns), target.delimiter)
         try:
             with conn.transaction(), conn.cursor() as cursor:
-                with cursor.copy(_copy_statement(target, target.encoding)) as copy:
+                statement = _copy_statement(target, target.encoding, target.delimiter)
+                with cursor.copy(statement) as copy:
                     view = memoryview(data)
                     for offset in range(0, len(data), COPY_BLOCK_BYTES):
                         copy.write(view[offset : offset + COPY_BLOCK_BYTES])
@@ -133,11 +154,12 @@ def _copy_as_is(conn: psycopg.Connection, target: LoadTarget, data: bytes) -> in
             return None
 
 
-def _count_records(data: bytes, width: int) -> int:
+def _count_records(data: bytes, width: int, separator: str = ",") -> int:
     try:
         frame = pl.read_csv(
             data,
             has_header=False,
+            separator=separator,
             infer_schema=False,
             new_columns=[f"c{i}" for i in range(width)],
             encoding="utf8-lossy",
@@ -152,10 +174,35 @@ def _copy_parsed(
     conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPlan, data: bytes
 ) -> tuple[int, list[Rejected]]:
     """Load the records that can be loaded; return their count and the ones set aside."""
-    parsed = parse_chunk(data, target.columns, chunk.first_line, target.encoding)
-    rejected = list(parsed.rejected)
+    parsed = parse_chunk(data, target.columns, chunk.first_line, target.encoding, target.delimiter)
     frame = normalise_nulls(parsed.frame, target.columns)
-    problems = type_problems(frame, target.columns)
+    return _copy_checked(conn, target, chunk, frame, parsed.rejected)
+
+
+def _copy_records(
+    conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPlan, path: Path
+) -> tuple[int, list[Rejected]]:
+    """An NDJSON or Parquet chunk, read by its format's reader into a frame, then COPY'd."""
+    if target.format == PARQUET:
+        frame = read_row_groups(path, target.columns, chunk)
+        return _copy_checked(conn, target, chunk, frame, [], check_types=False)
+    data = read_chunk_bytes(path, chunk)
+    parsed = parse_ndjson_chunk(data, target.columns, chunk.first_line, target.encoding)
+    return _copy_checked(conn, target, chunk, parsed.frame, parsed.rejected)
+
+
+def _copy_checked(
+    conn: psycopg.Connection,
+    target: LoadTarget,
+    chunk: ChunkPlan,
+    frame: pl.DataFrame,
+    rejected: list[Rejected],
+    *,
+    check_types: bool = True,
+) -> tuple[int, list[Rejected]]:
+    """COPY a frame with its source lines; set aside the rows whose values cannot be loaded."""
+    rejected = list(rejected)
+    problems = type_problems(frame, target.columns) if check_types else {}
     if problems:
         frame, set_aside = _set_aside(frame, target.columns, problems)
         rejected.extend(set_aside)
@@ -173,7 +220,7 @@ def _copy_parsed(
 
 
 def _copy_frame(conn: psycopg.Connection, target: LoadTarget, frame: pl.DataFrame) -> int:
-    payload = frame.drop(LINE_COLUMN).write_csv(include_header=False).encode()
+    payload = frame.drop(LINE_COLUMN, strict=False).write_csv(include_header=False).encode()
     with conn.transaction(), conn.cursor() as cursor:
         with cursor.copy(_copy_statement(target, "UTF8")) as copy:  # polars writes UTF-8
             copy.write(payload)
