@@ -62,9 +62,7 @@ def test_delimited_file_loads_every_row_typed_in_several_chunks(
         f"FROM {record.table_name} WHERE _granula_file_id = %s ORDER BY id",
         (record.file_id,),
     ).fetchall()
-    assert loaded == [
-        (*row, record.file_id, position // 7) for position, row in enumerate(rows())
-    ]
+    assert loaded == [(*row, record.file_id, position // 7) for position, row in enumerate(rows())]
     assert len(chunks(db, record)) == 6
     assert (settings.processed_dir / f"{record.file_id}-{name}").exists()
 
