@@ -71,7 +71,7 @@ def _prepare(
     )
     planned = chunk_ledger.planned_chunks(conn, record.file_id)
     if planned:  # a retry reads the file as its plan did, whatever the settings say now
-        source = SourceFormat(record.format, record.compression, record.delimiter)  # type: ignore[arg-type]
+        source = SourceFormat(record.format, record.compression, record.delimiter)
     else:
         source = identify(path, csv_delimiter=settings.csv_delimiter)
     survey = survey_file(

@@ -9,19 +9,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 from granula_pipeline.lib.errors import BadInputError
 
 CSV, NDJSON, PARQUET = "csv", "ndjson", "parquet"
 GZIP = "gzip"
 TSV_TYPE = "text/tab-separated-values"
-# Python's table lacks these; registered once, at import, for admission and detection alike.
-mimetypes.add_type("application/vnd.apache.parquet", ".parquet")
-mimetypes.add_type("application/x-ndjson", ".ndjson")
-mimetypes.add_type("application/jsonl", ".jsonl")
+# Python's table lacks these. Registered for anyone asking mimetypes, but looked up here first:
+# `mimetypes.init()` (which dagster-webserver calls on import) forgets registrations.
+OWN_CONTENT_TYPES = {
+    ".parquet": "application/vnd.apache.parquet",
+    ".ndjson": "application/x-ndjson",
+    ".jsonl": "application/jsonl",
+}
+for _suffix, _type in OWN_CONTENT_TYPES.items():
+    mimetypes.add_type(_type, _suffix)
 
-FORMAT_BY_CONTENT_TYPE: dict[str, Literal["csv", "ndjson", "parquet"]] = {
+FORMAT_BY_CONTENT_TYPE: dict[str, str] = {
     "text/csv": CSV,
     "application/csv": CSV,
     "text/plain": CSV,
@@ -38,14 +43,16 @@ SNIFF_BYTES = 64 * 1024
 class SourceFormat:
     """How a file's bytes are read: its format, its compression and, for CSV, its delimiter."""
 
-    kind: Literal["csv", "ndjson", "parquet"] = CSV
-    compression: Literal["gzip"] | None = None
+    kind: str = CSV  # csv, ndjson or parquet
+    compression: str | None = None  # gzip or None
     delimiter: str = ","
 
 
 def content_type(path: Path) -> tuple[str, str | None]:
     """The content type that the file's name says, and its compression (`gzip` or None)."""
     guessed, encoding = mimetypes.guess_type(path.name)
+    stem = path.name.lower().removesuffix(".gz") if encoding == GZIP else path.name.lower()
+    guessed = OWN_CONTENT_TYPES.get(Path(stem).suffix, guessed)
     return guessed or "application/octet-stream", encoding
 
 
@@ -67,7 +74,7 @@ def identify(path: Path, *, csv_delimiter: str = "") -> SourceFormat:
             f"{path.name!r} is {encoding}-compressed; only CSV and TSV may be gzip'd "
             "(.csv.gz, .tsv.gz): decompress it and drop it again"
         )
-    compression: Literal["gzip"] | None = GZIP if encoding == GZIP else None
+    compression = GZIP if encoding == GZIP else None
     if kind != CSV:
         return SourceFormat(kind)
     if guessed == TSV_TYPE:

@@ -98,21 +98,8 @@ def load_chunk(conninfo: str, target: LoadTarget, chunk: ChunkPlan) -> ChunkResu
             return ChunkResult(chunk.index, "already_loaded", 0, 0, "none", 0.0)
         conn.execute("SELECT set_config('granula.file_id', %s, true)", (str(target.file_id),))
         conn.execute("SELECT set_config('granula.chunk_index', %s, true)", (str(chunk.index),))
-        if target.format == CSV:  # where the file is now: it may have moved
-            data = read_chunk_bytes(Path(path), chunk, target.compression)
-            rows = (
-                None
-                if has_stray_quotes(data, target.delimiter)
-                else _copy_as_is(conn, target, data)
-            )
-            rejected: list[Rejected] = []
-            method: Literal["copy", "parsed"] = "copy"
-            if rows is None:
-                method = "parsed"
-                rows, rejected = _copy_parsed(conn, target, chunk, data)
-        else:
-            method = "parsed"
-            rows, rejected = _copy_records(conn, target, chunk, Path(path))
+        # where the file is now: it may have moved
+        rows, rejected, method = _copy_chunk(conn, target, chunk, Path(path))
         chunk_ledger.quarantine(conn, target.file_id, chunk.index, rejected)
         chunk_ledger.finish_chunk(
             conn, target.file_id, chunk.index, row_count=rows, rejected=len(rejected)
@@ -121,6 +108,19 @@ def load_chunk(conninfo: str, target: LoadTarget, chunk: ChunkPlan) -> ChunkResu
     return ChunkResult(
         chunk.index, "loaded", rows, len(rejected), method, time.perf_counter() - started
     )
+
+
+def _copy_chunk(
+    conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPlan, path: Path
+) -> tuple[int, list[Rejected], Literal["copy", "parsed"]]:
+    """The chunk's rows into COPY: a CSV chunk's bytes as they are when they can, else parsed."""
+    if target.format != CSV:
+        return (*_copy_records(conn, target, chunk, path), "parsed")
+    data = read_chunk_bytes(path, chunk, target.compression)
+    rows = None if has_stray_quotes(data, target.delimiter) else _copy_as_is(conn, target, data)
+    if rows is not None:
+        return rows, [], "copy"
+    return (*_copy_parsed(conn, target, chunk, data), "parsed")
 
 
 def _copy_statement(target: LoadTarget, encoding: str, delimiter: str = ",") -> sql.Composed:

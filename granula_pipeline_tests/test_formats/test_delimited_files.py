@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import mimetypes
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
 
-from granula_pipeline.lib.formats import sniff_delimiter
+from granula_pipeline.lib.formats import content_type, sniff_delimiter
 from granula_pipeline_tests.loads import chunks, column_types, failed_copy, load, rejected
 
 ROWS = 40
@@ -128,3 +130,19 @@ def test_tsv_with_an_unclosed_quote_fails_and_moves_to_failed(instance, settings
 )
 def test_delimiter_is_the_most_frequent_outside_quotes_on_the_header_line(header, expected):
     assert sniff_delimiter(header) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("a.parquet", ("application/vnd.apache.parquet", None)),
+        ("a.NDJSON", ("application/x-ndjson", None)),
+        ("a.jsonl", ("application/jsonl", None)),
+        ("a.ndjson.gz", ("application/x-ndjson", "gzip")),
+        ("a.csv.gz", ("text/csv", "gzip")),
+        ("a.tsv", ("text/tab-separated-values", None)),
+    ],
+)
+def test_content_types_are_known_even_after_mimetypes_is_reinitialised(name, expected):
+    mimetypes.init()  # as dagster-webserver does on import: registrations are forgotten
+    assert content_type(Path(name)) == expected
