@@ -36,7 +36,16 @@ class Settings(BaseSettings):
     base_backoff: float = Field(default=1.0, ge=0, description="First retry wait, seconds.")
     max_backoff: float = Field(default=30.0, ge=0, description="Longest retry wait, seconds.")
     max_upload_mb: int = Field(default=500, ge=1, description="Largest file accepted, MiB.")
-    allowed_content_types: str = Field(default="text/csv,application/csv")
+    allowed_content_types: str = Field(
+        default="text/csv,application/csv,text/plain,text/tab-separated-values,"
+        "application/x-ndjson,application/jsonl,application/vnd.apache.parquet",
+        description="Content types (guessed from the file name) that are loaded.",
+    )
+    csv_delimiter: str = Field(
+        default="",
+        description="Field delimiter of .csv/.txt files (`tab` for a tab); empty: detected "
+        "from the header line. .tsv files are always tab-separated.",
+    )
     delete_file_on_complete: bool = False
     max_rejected_percent: float = Field(
         default=10.0, ge=0, le=100, description="More rejected rows than this fails the file."
@@ -58,6 +67,16 @@ class Settings(BaseSettings):
     def _plain_identifier(cls, value: str) -> str:
         if not value.isidentifier() or value.lower() != value:
             raise ValueError("RESULTS_SCHEMA must be a lower-case SQL identifier")
+        return value
+
+    @field_validator("csv_delimiter")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        value = {"tab": "\t", "\\t": "\t"}.get(value.lower(), value)
+        if len(value) > 1 or value in ('"', "\n", "\r"):
+            raise ValueError(
+                "CSV_DELIMITER must be one character (or `tab`), not a quote or newline"
+            )
         return value
 
     @property

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import mimetypes
 from pathlib import Path
 
 from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats import content_type, open_source
 
 SNIFF_BYTES = 1024 * 1024
 BINARY_SIGNATURES = {
@@ -34,10 +34,10 @@ def check_admissible(
             )
     if not path.is_file():
         raise BadInputError(f"the file {path} is gone or is not a regular file; was it moved?")
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    if content_type not in content_types:
+    guessed = content_type(path)[0]
+    if guessed not in content_types:
         raise BadInputError(
-            f"content type {content_type} (from the name {path.name!r}) is not accepted; "
+            f"content type {guessed} (from the name {path.name!r}) is not accepted; "
             f"ALLOWED_CONTENT_TYPES is {','.join(sorted(content_types))}"
         )
     size = path.stat().st_size
@@ -48,12 +48,13 @@ def check_admissible(
         )
 
 
-def detect_encoding(path: Path) -> str:
+def detect_encoding(path: Path, compression: str | None = None) -> str:
     """The file's encoding as PostgreSQL names it: UTF8, else WIN1252 or LATIN1.
 
     Refuses binary files and UTF-16 text, whose bytes a CSV reader cannot split into records.
+    A compressed file is judged by its decompressed bytes.
     """
-    with path.open("rb") as source:
+    with open_source(path, compression) as source:
         head = source.read(SNIFF_BYTES)
     for signature, kind in BINARY_SIGNATURES.items():
         if head.startswith(signature):

@@ -8,6 +8,7 @@ from psycopg.types.json import Jsonb
 
 from granula_pipeline.lib.chunk_parsing import Rejected, storable
 from granula_pipeline.lib.control import refresh_file
+from granula_pipeline.lib.formats import SourceFormat
 from granula_pipeline.lib.planning import ChunkPlan
 
 
@@ -17,7 +18,8 @@ def planned_chunks(
     """The file's chunk plan, or the part of it whose chunks are in one of `statuses`."""
     rows = conn.execute(
         """
-        SELECT chunk_index, byte_start, byte_end, first_line, planned_rows
+        SELECT chunk_index, byte_start, byte_end, first_line, planned_rows,
+               row_start, row_group_start, row_group_end
         FROM granula.chunks
         WHERE file_id = %s AND (%s::text[] IS NULL OR status = ANY(%s::text[]))
         ORDER BY chunk_index
@@ -36,6 +38,7 @@ def record_plan(
     size_bytes: int,
     content_hash: str,
     encoding: str,
+    source: SourceFormat,
     max_rejected_percent: float,
     columns: list[dict[str, str]],
 ) -> None:
@@ -44,12 +47,23 @@ def record_plan(
         cursor.executemany(
             """
             INSERT INTO granula.chunks
-                (file_id, chunk_index, byte_start, byte_end, first_line, planned_rows)
-            VALUES (%s, %s, %s, %s, %s, %s)
+                (file_id, chunk_index, byte_start, byte_end, first_line, planned_rows,
+                 row_start, row_group_start, row_group_end)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (file_id, chunk_index) DO NOTHING
             """,
             [
-                (file_id, c.index, c.byte_start, c.byte_end, c.first_line, c.planned_rows)
+                (
+                    file_id,
+                    c.index,
+                    c.byte_start,
+                    c.byte_end,
+                    c.first_line,
+                    c.planned_rows,
+                    c.row_start,
+                    c.row_group_start,
+                    c.row_group_end,
+                )
                 for c in chunks
             ],
         )
@@ -58,7 +72,7 @@ def record_plan(
         UPDATE granula.files
         SET total_chunks = %s, total_rows = %s, table_name = %s, size_bytes = %s,
             content_hash = %s, encoding = %s, max_rejected_percent = %s, columns = %s,
-            updated_at = now()
+            format = %s, compression = %s, delimiter = %s, updated_at = now()
         WHERE file_id = %s
         """,
         (
@@ -70,6 +84,9 @@ def record_plan(
             encoding,
             max_rejected_percent,
             Jsonb(columns),
+            source.kind,
+            source.compression,
+            source.delimiter,
             file_id,
         ),
     )

@@ -19,7 +19,6 @@ from granula_pipeline.lib.schema import NULL_TOKENS, TEXT, Column
 
 LINE_COLUMN = "_granula_line"
 UNDECODABLE = re.compile("[\udc80-\udcff]")
-_QUOTE_OR_COMMA = re.compile('[",]')
 csv.field_size_limit(2**31 - 1)
 
 
@@ -57,7 +56,11 @@ def python_codec(pg_encoding: str) -> str:
 
 
 def parse_chunk(
-    data: bytes, columns: list[Column], first_line: int, encoding: str = "UTF8"
+    data: bytes,
+    columns: list[Column],
+    first_line: int,
+    encoding: str = "UTF8",
+    delimiter: str = ",",
 ) -> ParsedChunk:
     """Every loadable record of the chunk as text columns, with the line it starts on."""
     text = data.decode(python_codec(encoding), errors="surrogateescape")
@@ -66,7 +69,7 @@ def parse_chunk(
     values: list[list[str | None]] = [[] for _ in range(width)]
     record_lines: list[int] = []
     rejected: list[Rejected] = []
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     start = 0  # physical line (0-based, within the chunk) where the next record starts
     for record in reader:
         end = reader.line_num
@@ -76,7 +79,7 @@ def parse_chunk(
                 rejected.append(Rejected(first_line + start, lines.between(start, end), reason))
             else:
                 if "" in record:
-                    record = _empty_as_null(record, lines.between(start, end))
+                    record = _empty_as_null(record, lines.between(start, end), delimiter)
                 for column_values, value in zip(values, record, strict=True):
                     column_values.append(value)
                 record_lines.append(first_line + start)
@@ -103,9 +106,9 @@ def _problem(record: list[str], width: int, columns: list[Column]) -> str | None
     return None
 
 
-def _empty_as_null(record: list[str], raw: str) -> list[str | None]:
+def _empty_as_null(record: list[str], raw: str, delimiter: str = ",") -> list[str | None]:
     """PostgreSQL's CSV rule, which COPY applies too: an empty field is NULL, `""` is ""."""
-    opens_quoted = _fields_opening_with_quote(raw) if '""' in raw else []
+    opens_quoted = _fields_opening_with_quote(raw, delimiter) if '""' in raw else []
     if len(opens_quoted) != len(record):  # no `""` in the record, or stray quotes: all NULL
         opens_quoted = [False] * len(record)
     return [
@@ -114,11 +117,11 @@ def _empty_as_null(record: list[str], raw: str) -> list[str | None]:
     ]
 
 
-def _fields_opening_with_quote(raw: str) -> list[bool]:
+def _fields_opening_with_quote(raw: str, delimiter: str = ",") -> list[bool]:
     """For each field of one record's raw text, whether it opens with a quote."""
     opens = [raw.startswith('"')]
     in_quotes = False
-    for match in _QUOTE_OR_COMMA.finditer(raw):
+    for match in re.finditer(f'["{re.escape(delimiter)}]', raw):
         if match.group() == '"':
             in_quotes = not in_quotes
         elif not in_quotes:

@@ -40,6 +40,9 @@ class FileRecord:
     duplicate_of: int | None = None
     max_rejected_percent: float = 10.0
     columns: list[dict[str, str]] | None = None
+    format: str = "csv"
+    compression: str | None = None
+    delimiter: str = ","
 
     @property
     def duration_seconds(self) -> float | None:

@@ -9,21 +9,16 @@ from pathlib import Path
 import psycopg
 
 from granula_pipeline.lib import chunk_ledger, control
-from granula_pipeline.lib.admission import check_admissible, detect_encoding
-from granula_pipeline.lib.chunk_parsing import python_codec
+from granula_pipeline.lib.admission import check_admissible
 from granula_pipeline.lib.control import FileRecord
 from granula_pipeline.lib.database import ensure_migrated
 from granula_pipeline.lib.errors import BadInputError, is_transient
-from granula_pipeline.lib.header import read_header
-from granula_pipeline.lib.loading import LoadTarget, read_chunk_bytes
-from granula_pipeline.lib.planning import ChunkPlan, plan_file
-from granula_pipeline.lib.schema import infer_columns, whole_records
+from granula_pipeline.lib.formats import SourceFormat, identify
+from granula_pipeline.lib.loading import LoadTarget
+from granula_pipeline.lib.planning import ChunkPlan
+from granula_pipeline.lib.survey import survey_file
 from granula_pipeline.lib.tables import ensure_table, table_name_for
 from granula_pipeline.settings import Settings
-
-SAMPLE_CHUNKS = 16
-SAMPLE_BYTES_PER_CHUNK = 512 * 1024
-SAMPLE_BYTES_FIRST_CHUNK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -74,39 +69,38 @@ def _prepare(
         max_bytes=settings.max_upload_bytes,
         content_types=settings.content_types,
     )
-    encoding = detect_encoding(path)
-    header = read_header(path, python_codec(encoding))
-    chunks = chunk_ledger.planned_chunks(conn, record.file_id)
-    plan = None
-    if not chunks:
-        plan = plan_file(
-            path,
-            data_offset=header.data_offset,
-            first_line=header.first_data_line,
-            chunk_rows=settings.chunk_size,
-            max_bytes=settings.chunk_max_bytes,
-        )
-        if plan.planned_rows == 0:
-            raise BadInputError("the file has a header but no data rows", line=2)
-        chunks = plan.chunks
-        if not allow_duplicate and (original := _same_content(conn, record, plan.content_hash)):
+    planned = chunk_ledger.planned_chunks(conn, record.file_id)
+    if planned:  # a retry reads the file as its plan did, whatever the settings say now
+        source = SourceFormat(record.format, record.compression, record.delimiter)
+    else:
+        source = identify(path, csv_delimiter=settings.csv_delimiter)
+    survey = survey_file(
+        path,
+        source,
+        planned,
+        chunk_rows=settings.chunk_size,
+        max_bytes=settings.chunk_max_bytes,
+    )
+    plan = survey.plan
+    if plan is not None and not allow_duplicate:
+        original = _same_content(conn, record, plan.content_hash)
+        if original is not None:
             return _skip_duplicate(conn, record, original, plan.content_hash)
     table = table_name_for(record.dataset)
     with conn.transaction():
-        sample = _sample(path, chunks)
-        if encoding != "UTF8":
-            sample = sample.decode(python_codec(encoding), errors="replace").encode()
-        columns = infer_columns(sample, header.columns, header.source_names)
-        columns = ensure_table(conn, settings.results_schema, table, columns, record.filename)
+        columns = ensure_table(
+            conn, settings.results_schema, table, survey.columns, record.filename
+        )
         if plan is not None:
             chunk_ledger.record_plan(
                 conn,
                 record.file_id,
-                chunks,
+                survey.chunks,
                 table_name=f"{settings.results_schema}.{table}",
                 size_bytes=plan.size_bytes,
                 content_hash=plan.content_hash,
-                encoding=encoding,
+                encoding=survey.encoding,
+                source=source,
                 max_rejected_percent=settings.max_rejected_percent,
                 columns=[
                     {"name": c.name, "type": c.pg_type, "header": c.source_name} for c in columns
@@ -114,8 +108,17 @@ def _prepare(
             )
     refreshed = control.file_by_id(conn, record.file_id)
     assert refreshed is not None
-    target = LoadTarget(record.file_id, settings.results_schema, table, columns, encoding)
-    return PreparedLoad(refreshed, target, chunks)
+    target = LoadTarget(
+        record.file_id,
+        settings.results_schema,
+        table,
+        columns,
+        survey.encoding,
+        source.kind,
+        source.compression,
+        source.delimiter,
+    )
+    return PreparedLoad(refreshed, target, survey.chunks)
 
 
 def _same_content(conn: psycopg.Connection, record: FileRecord, content_hash: str) -> int | None:
@@ -138,22 +141,6 @@ def _skip_duplicate(
     refreshed = control.file_by_id(conn, record.file_id)
     assert refreshed is not None
     return PreparedLoad(refreshed, LoadTarget(record.file_id, "", ""), [])
-
-
-def _sample(path: Path, chunks: list[ChunkPlan]) -> bytes:
-    """Whole records from the start of the file and of chunks spread through it."""
-    step = max(1, len(chunks) // SAMPLE_CHUNKS)
-    parts = []
-    for position, chunk in enumerate(chunks[::step]):
-        limit = SAMPLE_BYTES_FIRST_CHUNK if position == 0 else SAMPLE_BYTES_PER_CHUNK
-        head = read_chunk_bytes(path, _prefix(chunk, limit))
-        parts.append(head if chunk.byte_count <= limit else whole_records(head))
-    return b"".join(part if part.endswith(b"\n") else part + b"\n" for part in parts if part)
-
-
-def _prefix(chunk: ChunkPlan, limit: int) -> ChunkPlan:
-    end = min(chunk.byte_end, chunk.byte_start + limit)
-    return ChunkPlan(chunk.index, chunk.byte_start, end, chunk.first_line, 0)
 
 
 def unfinished_chunks(settings: Settings, file_id: int) -> list[ChunkPlan]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats import open_source
 
 HEADER_MAX_BYTES = 1024 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -26,9 +27,14 @@ class Header:
     first_data_line: int
 
 
-def read_header(path: Path, codec: str = "utf-8") -> Header:
-    """Read and check the first record of `path`; raise BadInputError if it is not a CSV header."""
-    with path.open("rb") as source:
+def read_header(
+    path: Path, codec: str = "utf-8", *, delimiter: str = ",", compression: str | None = None
+) -> Header:
+    """Read and check the first record of `path`; raise BadInputError if it is not a CSV header.
+
+    Offsets are in the decompressed bytes when the file is compressed.
+    """
+    with open_source(path, compression) as source:
         head = source.read(HEADER_MAX_BYTES)
     if not head.strip():
         raise BadInputError("the file is empty: it has no header and no rows")
@@ -49,7 +55,7 @@ def read_header(path: Path, codec: str = "utf-8") -> Header:
             f"{offset + exc.start}); save the file as UTF-8",
             line=1,
         ) from exc
-    names = next(csv.reader(io.StringIO(text)), [])
+    names = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
     if not names or all(not name.strip() for name in names):
         raise BadInputError("the header line is blank", line=1)
     return Header(

@@ -60,7 +60,7 @@ def priority_and_dataset(relative_path: str) -> tuple[int, str]:
 
 def dataset_from_filename(name: str) -> str:
     stem = name
-    for suffix in (".gz", ".csv", ".tsv", ".txt"):
+    for suffix in (".gz", ".csv", ".tsv", ".txt", ".ndjson", ".jsonl", ".parquet"):
         stem = stem.removesuffix(suffix).removesuffix(suffix.upper())
     return stem
 

@@ -35,6 +35,9 @@ from granula_pipeline.lib.chunk_parsing import (
     type_problems,
 )
 from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats import CSV, PARQUET, open_source
+from granula_pipeline.lib.ndjson import parse_ndjson_chunk
+from granula_pipeline.lib.parquet import read_row_groups
 from granula_pipeline.lib.planning import ChunkPlan, has_stray_quotes, record_ends, split_records
 from granula_pipeline.lib.schema import Column
 from granula_pipeline.lib.tables import LINEAGE_COLUMNS
@@ -47,13 +50,17 @@ _COPY_CONTEXT = re.compile(r"line (\d+)(?:, column ([^:]+))?")
 
 @dataclass(frozen=True)
 class LoadTarget:
-    """Where a file's chunks go: the file's id and encoding, its table and columns."""
+    """Where a file's chunks go: the file's id and encoding, its table and columns, and how its
+    bytes are read (format, compression, CSV delimiter)."""
 
     file_id: int
     schema: str
     table: str
     columns: list[Column] = field(default_factory=list)
     encoding: str = "UTF8"
+    format: str = CSV
+    compression: str | None = None
+    delimiter: str = ","
 
 
 @dataclass(frozen=True)
@@ -67,9 +74,13 @@ class ChunkResult:
     parts: int = 1
 
 
-def read_chunk_bytes(path: Path, chunk: ChunkPlan) -> bytes:
-    """The chunk's own bytes, and nothing before or after them."""
-    with path.open("rb") as source:
+def read_chunk_bytes(path: Path, chunk: ChunkPlan, compression: str | None = None) -> bytes:
+    """The chunk's own bytes, and nothing before or after them.
+
+    In a gzip'd file the range is in the decompressed stream: seeking there decompresses the
+    bytes before it and throws them away, so memory holds the chunk only.
+    """
+    with open_source(path, compression) as source:
         source.seek(chunk.byte_start)
         data = source.read(chunk.byte_count)
     if len(data) != chunk.byte_count:
@@ -105,9 +116,12 @@ def load_chunk(
         if path is None:
             conn.rollback()
             return ChunkResult(chunk.index, "already_loaded", 0, 0, "none", 0.0)
-        count = min(streams, chunk.byte_count // min_part_bytes)
-        # Where the file is now (it may have moved); only the parts are kept, not a copy besides.
-        first, *others = _parts(read_chunk_bytes(path, chunk), chunk, count)
+        if target.format != CSV:  # NDJSON and Parquet: parsed in Python, one stream is enough
+            first, others = _Part(chunk.first_line, b""), []
+        else:
+            count = min(streams, chunk.byte_count // min_part_bytes)
+            # Where the file is now (it may have moved); only the parts are kept, no copy besides.
+            first, *others = _parts(read_chunk_bytes(path, chunk, target.compression), chunk, count)
         with ExitStack() as stack:
             connections = [stack.enter_context(psycopg.connect(conninfo)) for _ in others]
             with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
@@ -115,7 +129,10 @@ def load_chunk(
                     pool.submit(_load_part, other, target, chunk.index, part)
                     for other, part in zip(connections, others, strict=True)
                 ]
-                loads = [_load_part(conn, target, chunk.index, first)]
+                if target.format != CSV:
+                    loads = [_load_records(conn, target, chunk, path)]
+                else:
+                    loads = [_load_part(conn, target, chunk.index, first)]
                 loads += [future.result() for future in pending]
             for other, part, load in zip(connections, others, loads[1:], strict=True):
                 chunk_ledger.record_part(
@@ -174,28 +191,58 @@ def _parts(data: bytes, chunk: ChunkPlan, count: int) -> list[_Part]:
     ]
 
 
+def _set_lineage(conn: psycopg.Connection, target: LoadTarget, chunk_index: int) -> None:
+    """The lineage columns' defaults for rows written in this transaction."""
+    conn.execute("SELECT set_config('granula.file_id', %s, true)", (str(target.file_id),))
+    conn.execute("SELECT set_config('granula.chunk_index', %s, true)", (str(chunk_index),))
+
+
 def _load_part(
     conn: psycopg.Connection, target: LoadTarget, chunk_index: int, part: _Part
 ) -> _PartLoad:
-    """COPY one part of a chunk in `conn`'s open transaction; rows refused are quarantined."""
-    conn.execute("SELECT set_config('granula.file_id', %s, true)", (str(target.file_id),))
-    conn.execute("SELECT set_config('granula.chunk_index', %s, true)", (str(chunk_index),))
+    """COPY one part of a CSV chunk in `conn`'s open transaction; rows refused are quarantined."""
+    _set_lineage(conn, target, chunk_index)
     rows = None
-    if not has_stray_quotes(part.data):
+    if not has_stray_quotes(part.data, target.delimiter):
         rows = _copy_as_is(conn, target, chunk_index, part.data)
     if rows is not None:
         return _PartLoad(rows, [], "copy")
-    rows, rejected = _copy_parsed(conn, target, part.first_line, part.data)
+    parsed = parse_chunk(
+        part.data, target.columns, part.first_line, target.encoding, target.delimiter
+    )
+    frame = normalise_nulls(parsed.frame, target.columns)
+    rows, rejected = _copy_checked(conn, target, part.first_line, frame, parsed.rejected)
     chunk_ledger.quarantine(conn, target.file_id, chunk_index, rejected)
     return _PartLoad(rows, rejected, "parsed")
 
 
-def _copy_statement(target: LoadTarget, encoding: str, *, lineage: bool = False) -> sql.Composed:
+def _load_records(
+    conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPlan, path: Path
+) -> _PartLoad:
+    """An NDJSON or Parquet chunk, read by its format's reader into a frame, then COPY'd."""
+    _set_lineage(conn, target, chunk.index)
+    if target.format == PARQUET:
+        frame = read_row_groups(path, target.columns, chunk)
+        rows, rejected = _copy_checked(conn, target, chunk.first_line, frame, [], check_types=False)
+    else:
+        data = read_chunk_bytes(path, chunk)
+        parsed = parse_ndjson_chunk(data, target.columns, chunk.first_line, target.encoding)
+        rows, rejected = _copy_checked(
+            conn, target, chunk.first_line, parsed.frame, parsed.rejected
+        )
+    chunk_ledger.quarantine(conn, target.file_id, chunk.index, rejected)
+    return _PartLoad(rows, rejected, "parsed")
+
+
+def _copy_statement(
+    target: LoadTarget, encoding: str, delimiter: str = ",", *, lineage: bool = False
+) -> sql.Composed:
     names = [c.name for c in target.columns] + (list(LINEAGE_COLUMNS) if lineage else [])
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, ENCODING {})").format(
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, ENCODING {}, DELIMITER {})").format(
         sql.Identifier(target.schema, target.table),
         sql.SQL(", ").join(sql.Identifier(name) for name in names),
         sql.Literal(encoding),
+        sql.Literal(delimiter),
     )
 
 
@@ -212,10 +259,11 @@ def _copy_as_is(
     PostgreSQL then reads them like any other field, which costs it less than filling in the
     columns' `current_setting` defaults row by row.
     """
-    payload = _with_lineage(data, f",{target.file_id},{chunk_index}".encode())
+    separator = target.delimiter
+    payload = _with_lineage(data, f"{separator}{target.file_id}{separator}{chunk_index}".encode())
     with ThreadPoolExecutor(max_workers=1) as pool:
-        counted = pool.submit(_count_records, data)
-        statement = _copy_statement(target, target.encoding, lineage=payload is not None)
+        counted = pool.submit(_count_records, data, separator)
+        statement = _copy_statement(target, target.encoding, separator, lineage=payload is not None)
         payload = data if payload is None else payload
         try:
             with conn.transaction(), conn.cursor() as cursor:
@@ -245,25 +293,33 @@ def _with_lineage(data: bytes, suffix: bytes) -> bytes | None:
     return marked if data.endswith(newline) else marked + suffix
 
 
-def _count_records(data: bytes) -> int:
+def _count_records(data: bytes, separator: str) -> int:
     """Records in `data` as polars reads them (its quote-aware line count, nothing kept)."""
     try:
         frame = pl.scan_csv(
-            io.BytesIO(data), has_header=False, infer_schema=False, encoding="utf8-lossy"
+            io.BytesIO(data),
+            has_header=False,
+            separator=separator,
+            infer_schema=False,
+            encoding="utf8-lossy",
         )
         return int(frame.select(pl.len()).collect().item())
     except (pl.exceptions.PolarsError, ValueError):
         return -1
 
 
-def _copy_parsed(
-    conn: psycopg.Connection, target: LoadTarget, first_line: int, data: bytes
+def _copy_checked(
+    conn: psycopg.Connection,
+    target: LoadTarget,
+    first_line: int,
+    frame: pl.DataFrame,
+    rejected: list[Rejected],
+    *,
+    check_types: bool = True,
 ) -> tuple[int, list[Rejected]]:
-    """Load the records that can be loaded; return their count and the ones set aside."""
-    parsed = parse_chunk(data, target.columns, first_line, target.encoding)
-    rejected = list(parsed.rejected)
-    frame = normalise_nulls(parsed.frame, target.columns)
-    problems = type_problems(frame, target.columns)
+    """COPY a frame with its source lines; set aside the rows whose values cannot be loaded."""
+    rejected = list(rejected)
+    problems = type_problems(frame, target.columns) if check_types else {}
     if problems:
         frame, set_aside = _set_aside(frame, target.columns, problems)
         rejected.extend(set_aside)
@@ -281,7 +337,7 @@ def _copy_parsed(
 
 
 def _copy_frame(conn: psycopg.Connection, target: LoadTarget, frame: pl.DataFrame) -> int:
-    payload = frame.drop(LINE_COLUMN).write_csv(include_header=False).encode()
+    payload = frame.drop(LINE_COLUMN, strict=False).write_csv(include_header=False).encode()
     with conn.transaction(), conn.cursor() as cursor:
         with cursor.copy(_copy_statement(target, "UTF8")) as copy:  # polars writes UTF-8
             copy.write(payload)

@@ -14,22 +14,29 @@ from pathlib import Path
 import numpy as np
 
 from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats import open_source
 
 BLOCK_BYTES = 8 * 1024 * 1024
-NEWLINE, QUOTE, COMMA, CR = 10, 34, 44, 13
-_FIELD_EDGE_BEFORE = np.array([COMMA, NEWLINE, QUOTE], dtype=np.uint8)
-_FIELD_EDGE_AFTER = np.array([COMMA, NEWLINE, QUOTE, CR], dtype=np.uint8)
+NEWLINE, QUOTE, CR = 10, 34, 13
 
 
 @dataclass(frozen=True)
 class ChunkPlan:
-    """One chunk: the bytes [byte_start, byte_end) of the file, holding whole records only."""
+    """One chunk: the bytes [byte_start, byte_end) of the file, holding whole records only.
+
+    For a compressed file the offsets are in the decompressed stream. A Parquet chunk is the row
+    groups [row_group_start, row_group_end), rows from `row_start`; its bytes are those groups'
+    and its `first_line` is the number of its first row.
+    """
 
     index: int
     byte_start: int
     byte_end: int
     first_line: int
     planned_rows: int
+    row_start: int | None = None
+    row_group_start: int | None = None
+    row_group_end: int | None = None
 
     @property
     def byte_count(self) -> int:
@@ -78,9 +85,20 @@ class _Cutter:
 
 
 def plan_file(
-    path: Path, *, data_offset: int, first_line: int, chunk_rows: int, max_bytes: int
+    path: Path,
+    *,
+    data_offset: int,
+    first_line: int,
+    chunk_rows: int,
+    max_bytes: int,
+    compression: str | None = None,
+    quoting: bool = True,
 ) -> FilePlan:
-    """Plan the chunks of `path` after its header, and hash its whole content on the way."""
+    """Plan the chunks of `path` after its header, and hash its whole content on the way.
+
+    A compressed file is planned, and hashed, by its decompressed bytes, streamed block by block.
+    Without `quoting` (NDJSON, whose strings cannot hold a raw newline) every newline ends a record.
+    """
     cutter = _Cutter(data_offset, first_line, chunk_rows, max_bytes)
     digest = hashlib.blake2b(digest_size=20)
     in_quote = 0
@@ -88,7 +106,7 @@ def plan_file(
     record_line = first_line
     pos = 0
     previous_byte = NEWLINE
-    with path.open("rb") as source:
+    with open_source(path, compression) as source:
         while block := source.read(BLOCK_BYTES):
             digest.update(block)
             skip = max(0, data_offset - pos)
@@ -99,7 +117,7 @@ def plan_file(
             data = np.frombuffer(block, dtype=np.uint8)[skip:]
             base = block_pos + skip
             newlines = np.flatnonzero(data == NEWLINE)
-            quotes = np.flatnonzero(data == QUOTE)
+            quotes = np.flatnonzero(data == QUOTE) if quoting else newlines[:0]
             if len(quotes):
                 parity = (np.searchsorted(quotes, newlines) + in_quote) & 1
                 ends = newlines[parity == 0]
@@ -122,7 +140,7 @@ def plan_file(
     return FilePlan(chunks=cutter.chunks, size_bytes=pos, content_hash=digest.hexdigest())
 
 
-def has_stray_quotes(chunk: bytes) -> bool:
+def has_stray_quotes(chunk: bytes, delimiter: str = ",") -> bool:
     """Whether whole records hold a quote inside an unquoted field (`12"N`, `a""b`).
 
     PostgreSQL reads such quotes as quoting and drops them, where csv and polars keep them, so
@@ -130,11 +148,11 @@ def has_stray_quotes(chunk: bytes) -> bool:
     """
     data = np.frombuffer(chunk, dtype=np.uint8)
     quotes = np.flatnonzero(data == QUOTE)
-    return bool(len(quotes)) and bool(len(_stray_quotes(data, quotes, NEWLINE, 0)))
+    return bool(len(quotes)) and bool(len(_stray_quotes(data, quotes, NEWLINE, 0, delimiter)))
 
 
 def _stray_quotes(
-    data: np.ndarray, quotes: np.ndarray, previous_byte: int, in_quote: int
+    data: np.ndarray, quotes: np.ndarray, previous_byte: int, in_quote: int, delimiter: str = ","
 ) -> np.ndarray:
     """Quotes inside an unquoted field (`12"N`, `a""b`): the bytes must then go through the parser.
 
@@ -144,10 +162,11 @@ def _stray_quotes(
     before = np.where(quotes > 0, data[np.maximum(quotes - 1, 0)], previous_byte)
     after_idx = np.minimum(quotes + 1, len(data) - 1)
     after = np.where(quotes + 1 < len(data), data[after_idx], NEWLINE)
+    separator = ord(delimiter)
+    edge_before = np.array([separator, NEWLINE, QUOTE], dtype=np.uint8)
+    edge_after = np.array([separator, NEWLINE, QUOTE, CR], dtype=np.uint8)
     opening = ((np.arange(len(quotes)) + in_quote) & 1) == 0
-    stray = np.where(
-        opening, ~np.isin(before, _FIELD_EDGE_BEFORE), ~np.isin(after, _FIELD_EDGE_AFTER)
-    )
+    stray = np.where(opening, ~np.isin(before, edge_before), ~np.isin(after, edge_after))
     return quotes[stray]
 
 

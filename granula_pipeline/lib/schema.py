@@ -60,7 +60,9 @@ def pg_type_for(dtype: pl.DataType) -> str:
     return TEXT
 
 
-def infer_columns(sample: bytes, columns: list[str], source_names: list[str]) -> list[Column]:
+def infer_columns(
+    sample: bytes, columns: list[str], source_names: list[str], separator: str = ","
+) -> list[Column]:
     """Types that fit every value of `sample` (header-less CSV records); text when unsure.
 
     The sample is read as text once, then each column is tried against each type with a strict,
@@ -69,6 +71,7 @@ def infer_columns(sample: bytes, columns: list[str], source_names: list[str]) ->
     frame = pl.read_csv(
         sample,
         has_header=False,
+        separator=separator,
         new_columns=columns,
         infer_schema=False,
         truncate_ragged_lines=True,

@@ -41,7 +41,7 @@ def ensure_table(
     comment = sql.SQL("COMMENT ON TABLE {} IS {}").format(
         target,
         sql.Literal(
-            f"Loaded by Granula from CSV files; latest: {source}, at {loaded_at}. "
+            f"Loaded by Granula from files; latest: {source}, at {loaded_at}. "
             "Each row's file: _granula_file_id -> granula.files."
         ),
     )
@@ -134,7 +134,7 @@ def existing_columns(conn: psycopg.Connection, schema: str, table: str) -> dict[
 
 
 def _column_comment(column: Column, source: str) -> str:
-    return f"CSV header {column.source_name!r}; type {column.pg_type} inferred from {source}"
+    return f"source column {column.source_name!r}; type {column.pg_type} inferred from {source}"
 
 
 def _comment_column(conn: psycopg.Connection, target: sql.Identifier, name: str, text: str) -> None:

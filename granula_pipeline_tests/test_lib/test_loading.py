@@ -18,13 +18,15 @@ ROWS = 3000
 PART_BYTES = 8 * 1024  # small parts, so a 3000-row chunk is cut into several
 
 
-def write_plain(path: Path, rows: int, *, bad_line: int | None = None) -> Path:
+def write_plain(
+    path: Path, rows: int, *, bad_line: int | None = None, separator: str = ","
+) -> Path:
     """`id,name,value` without quotes; line `bad_line` (1 = header) holds a field too many."""
     lines = ["id,name,value"]
     lines += [f"{i},name {i},{i * 0.5}" for i in range(rows)]
     if bad_line is not None:
         lines[bad_line - 1] = f"{bad_line - 2},name,1.5,surplus"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(line.replace(",", separator) for line in lines) + "\n")
     return path
 
 
@@ -57,13 +59,17 @@ def committed_parts(db, file_id: int) -> int:
     return row[0]
 
 
-@pytest.fixture(params=["plain", "quoted"])
+@pytest.fixture(params=["plain", "tabs", "quoted"])
 def prepared(request, settings, db) -> PreparedLoad:
-    """A one-chunk file: plain lines (lineage appended to them), or quoted fields that hold
-    newlines (lineage from the columns' defaults, parts cut at record ends, not at newlines)."""
+    """A one-chunk file: plain lines, comma- or tab-separated (lineage appended to them), or
+    quoted fields holding newlines (lineage from the columns' defaults, parts cut at record ends,
+    not at newlines)."""
     path = settings.inbox / f"{request.param}_{uuid.uuid4().hex[:8]}.csv"
     if request.param == "plain":
         write_plain(path, ROWS)
+    elif request.param == "tabs":
+        write_plain(path.with_suffix(".tsv"), ROWS, separator="\t")
+        path = path.with_suffix(".tsv")
     else:
         write_orders(path, ROWS)
     return prepare(settings, db, path)

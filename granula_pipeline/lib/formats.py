@@ -1,0 +1,119 @@
+"""Which format a file is in (from its name), its CSV delimiter, and its bytes, decompressed."""
+
+from __future__ import annotations
+
+import gzip
+import mimetypes
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from granula_pipeline.lib.errors import BadInputError
+
+CSV, NDJSON, PARQUET = "csv", "ndjson", "parquet"
+GZIP = "gzip"
+TSV_TYPE = "text/tab-separated-values"
+# Python's table lacks these. Registered for anyone asking mimetypes, but looked up here first:
+# `mimetypes.init()` (which dagster-webserver calls on import) forgets registrations.
+OWN_CONTENT_TYPES = {
+    ".parquet": "application/vnd.apache.parquet",
+    ".ndjson": "application/x-ndjson",
+    ".jsonl": "application/jsonl",
+}
+for _suffix, _type in OWN_CONTENT_TYPES.items():
+    mimetypes.add_type(_type, _suffix)
+
+FORMAT_BY_CONTENT_TYPE: dict[str, str] = {
+    "text/csv": CSV,
+    "application/csv": CSV,
+    "text/plain": CSV,
+    TSV_TYPE: CSV,
+    "application/x-ndjson": NDJSON,
+    "application/jsonl": NDJSON,
+    "application/vnd.apache.parquet": PARQUET,
+}
+DELIMITERS = (",", ";", "|", "\t")
+SNIFF_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class SourceFormat:
+    """How a file's bytes are read: its format, its compression and, for CSV, its delimiter."""
+
+    kind: str = CSV  # csv, ndjson or parquet
+    compression: str | None = None  # gzip or None
+    delimiter: str = ","
+
+
+def content_type(path: Path) -> tuple[str, str | None]:
+    """The content type that the file's name says, and its compression (`gzip` or None)."""
+    guessed, encoding = mimetypes.guess_type(path.name)
+    stem = path.name.lower().removesuffix(".gz") if encoding == GZIP else path.name.lower()
+    guessed = OWN_CONTENT_TYPES.get(Path(stem).suffix, guessed)
+    return guessed or "application/octet-stream", encoding
+
+
+def identify(path: Path, *, csv_delimiter: str = "") -> SourceFormat:
+    """The file's format from its name; a CSV's delimiter from its header unless configured.
+
+    `.tsv` is tab-separated; `.csv` and `.txt` use `csv_delimiter` when set, else the most
+    frequent of `, ; | tab` outside quotes on the header line.
+    """
+    guessed, encoding = content_type(path)
+    kind = FORMAT_BY_CONTENT_TYPE.get(guessed)
+    if kind is None:
+        raise BadInputError(
+            f"content type {guessed} (from the name {path.name!r}) is not a format Granula reads: "
+            "CSV, TSV, NDJSON/JSONL, Parquet, or gzip'd CSV/TSV"
+        )
+    if encoding is not None and (encoding != GZIP or kind != CSV):
+        raise BadInputError(
+            f"{path.name!r} is {encoding}-compressed; only CSV and TSV may be gzip'd "
+            "(.csv.gz, .tsv.gz): decompress it and drop it again"
+        )
+    compression = GZIP if encoding == GZIP else None
+    if kind != CSV:
+        return SourceFormat(kind)
+    if guessed == TSV_TYPE:
+        return SourceFormat(CSV, compression, "\t")
+    if csv_delimiter:
+        return SourceFormat(CSV, compression, csv_delimiter)
+    with open_source(path, compression) as source:
+        head = source.read(SNIFF_BYTES)
+    return SourceFormat(CSV, compression, sniff_delimiter(head))
+
+
+def sniff_delimiter(head: bytes) -> str:
+    """The most frequent of `, ; | tab` outside quotes on the first line; a comma if none."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    in_quote = False
+    for char in head.decode("utf-8", errors="replace"):
+        if char == '"':
+            in_quote = not in_quote
+        elif char == "\n" and not in_quote:
+            break
+        elif not in_quote and char in counts:
+            counts[char] += 1
+    best = max(DELIMITERS, key=lambda d: counts[d])  # ties go to the earlier, the comma first
+    return best if counts[best] else ","
+
+
+@contextmanager
+def open_source(path: Path, compression: str | None = None) -> Iterator[BinaryIO]:
+    """The file's bytes as a stream, decompressed as it is read; gzip damage is bad input."""
+    with gzip_errors(), gzip.open(path, "rb") if compression == GZIP else path.open("rb") as f:
+        yield f  # type: ignore[misc]
+
+
+@contextmanager
+def gzip_errors() -> Iterator[None]:
+    """Turn the gzip module's errors (raised as the stream is read) into a clear BadInputError."""
+    try:
+        yield
+    except EOFError as exc:
+        raise BadInputError(f"the gzip file is truncated ({exc}); copy it again in full") from exc
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise BadInputError(f"the gzip file is corrupt: {exc}; copy it again") from exc
