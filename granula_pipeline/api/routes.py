@@ -65,8 +65,8 @@ UPLOAD_BODY: dict[str, Any] = {
                         FILE_FIELD: {
                             "type": "string",
                             "format": "binary",
-                            "description": "The CSV file, its part's Content-Type one of "
-                            "ALLOWED_CONTENT_TYPES, at most MAX_UPLOAD_MB MiB.",
+                            "description": "The file (CSV, TSV, NDJSON, Parquet...), its part's "
+                            "Content-Type one of ALLOWED_CONTENT_TYPES, at most MAX_UPLOAD_MB MiB.",
                         }
                     },
                 },
@@ -83,8 +83,9 @@ The file is loaded by the inbox sensor of the Dagster daemon that `granula up` s
 `SENSOR_INTERVAL_SECONDS` + `SETTLE_SECONDS`), or right away in this process when the API was
 started with `granula api --load`. Follow it with `/status/{file_id}`.
 
-Refused with 400: a part Content-Type outside ALLOWED_CONTENT_TYPES, a name that is not `.csv`
-or that the sensor would ignore, an empty file, a file over MAX_UPLOAD_MB (reading stops at the
+Refused with 400: a part Content-Type outside ALLOWED_CONTENT_TYPES, a name whose type (from
+its suffix: `.csv`, `.tsv`, `.csv.gz`, `.ndjson`, `.parquet`...) is not accepted or that the
+sensor would ignore, an empty file, a file over MAX_UPLOAD_MB (reading stops at the
 limit; nothing is kept). 409: a file of that name is still waiting in that inbox folder.
 422: no `file` part, or a priority outside 0..10.
 """
@@ -94,7 +95,7 @@ limit; nothing is kept). 409: a file of that name is still waiting in that inbox
     "/upload",
     status_code=201,
     response_model=Uploaded,
-    summary="Upload a CSV file into the inbox",
+    summary="Upload a file into the inbox",
     description=UPLOAD_DESCRIPTION,
     responses={400: {"model": Problem}, 409: {"model": Problem}},
     openapi_extra=UPLOAD_BODY,

@@ -8,7 +8,6 @@ key the sensor computes for the same file, so both name the same `granula.files`
 from __future__ import annotations
 
 import errno
-import mimetypes
 import os
 import shutil
 import uuid
@@ -19,6 +18,7 @@ import psycopg
 from granula_pipeline.lib import control
 from granula_pipeline.lib.control import FileRecord
 from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats import content_type
 from granula_pipeline.lib.inbox import (
     MAX_PRIORITY,
     InboxFile,
@@ -118,7 +118,7 @@ def upload_name(filename: str, content_types: frozenset[str]) -> str:
         )
     if not Path(name).suffix:
         name += ".csv"  # the part's content type, checked already, is all there is to go by
-    guessed = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    guessed = content_type(Path(name))[0]
     if guessed not in content_types:
         raise BadInputError(
             f"the file name {name!r} says {guessed}, which ALLOWED_CONTENT_TYPES "

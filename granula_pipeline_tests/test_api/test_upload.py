@@ -75,10 +75,10 @@ def test_a_content_type_not_allowed_is_refused_with_the_allowed_ones(upload, set
 
 
 def test_a_name_the_loader_would_refuse_is_refused_now(upload, settings):
-    response = upload("notes.txt", CSV)
+    response = upload("notes.pdf", CSV)
 
     assert response.status_code == 400
-    assert "notes.txt" in response.json()["detail"]
+    assert "notes.pdf" in response.json()["detail"]
     assert files_under(settings.inbox) == []
 
 
