@@ -31,9 +31,10 @@ from granula_pipeline.defs.status import (
 )
 from granula_pipeline.lib import chunk_ledger, control
 from granula_pipeline.lib.control import FINAL_STATUSES, FileRecord
+from granula_pipeline.lib.copying import LoadTarget
 from granula_pipeline.lib.errors import BadInputError, describe, is_transient
 from granula_pipeline.lib.file_load import prepare_load, settle_file, unfinished_chunks
-from granula_pipeline.lib.loading import ChunkResult, LoadTarget
+from granula_pipeline.lib.loading import ChunkResult
 from granula_pipeline.lib.loading import load_chunk as load_chunk_rows
 from granula_pipeline.lib.planning import ChunkPlan
 from granula_pipeline.settings import Settings, load_settings

@@ -11,10 +11,10 @@ import psycopg
 from granula_pipeline.lib import chunk_ledger, control
 from granula_pipeline.lib.admission import check_admissible
 from granula_pipeline.lib.control import FileRecord
+from granula_pipeline.lib.copying import LoadTarget
 from granula_pipeline.lib.database import ensure_migrated
 from granula_pipeline.lib.errors import BadInputError, is_transient
 from granula_pipeline.lib.formats import SourceFormat, identify
-from granula_pipeline.lib.loading import LoadTarget
 from granula_pipeline.lib.planning import ChunkPlan
 from granula_pipeline.lib.survey import survey_file
 from granula_pipeline.lib.tables import ensure_table, table_name_for

@@ -1,66 +1,37 @@
-"""Load one chunk: its rows go to COPY in one transaction with the chunk's bookkeeping.
+"""Load one chunk exactly once: its rows go to COPY with the chunk's bookkeeping.
 
-The fast way sends the chunk's bytes to `COPY ... (FORMAT csv)` exactly as they are in the file
-while polars counts the same bytes' records on another core; the two must agree before the
-transaction commits. When PostgreSQL refuses the bytes (a value it cannot read, a `NA` in a number
-column, a ragged record) or the two disagree, the chunk goes the careful way: parsed record by
-record, rows that cannot be loaded set aside in `granula.rejected_rows` with their line and reason,
-the rest written to COPY. A chunk is marked loaded in the transaction that writes its (last) rows,
-and a chunk marked loaded is never loaded again, so a retried chunk cannot duplicate rows.
+A CSV chunk's bytes go to COPY as they are in the file (`copying.copy_as_is`), in parts over
+several connections at once. When PostgreSQL refuses the bytes (a value it cannot read, a `NA` in
+a number column, a ragged record), the part goes the careful way: parsed record by record, rows
+that cannot be loaded set aside in `granula.rejected_rows` with their line and reason, the rest
+written to COPY. NDJSON and Parquet chunks are read by their format's reader the careful way. A
+chunk is marked loaded in the transaction that writes its (last) rows, and a chunk marked loaded
+is never loaded again, so a retried chunk cannot duplicate rows.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import polars as pl
 import psycopg
 from psycopg import sql
 
 from granula_pipeline.lib import chunk_ledger
-from granula_pipeline.lib.chunk_parsing import (
-    LINE_COLUMN,
-    Rejected,
-    normalise_nulls,
-    parse_chunk,
-    quoted,
-    type_problems,
-)
+from granula_pipeline.lib.chunk_parsing import Rejected, normalise_nulls, parse_chunk
+from granula_pipeline.lib.copying import LoadTarget, copy_as_is, copy_checked
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats import CSV, PARQUET, open_source
 from granula_pipeline.lib.ndjson import parse_ndjson_chunk
 from granula_pipeline.lib.parquet import read_row_groups
-from granula_pipeline.lib.planning import ChunkPlan, has_stray_quotes, record_ends, split_records
-from granula_pipeline.lib.schema import Column
-from granula_pipeline.lib.tables import LINEAGE_COLUMNS
+from granula_pipeline.lib.planning import ChunkPlan, has_stray_quotes, split_records
 
-COPY_BLOCK_BYTES = 1024 * 1024
-MAX_REFUSALS_PER_CHUNK = 1000
 MIN_PART_BYTES = 4 * 1024 * 1024
-_COPY_CONTEXT = re.compile(r"line (\d+)(?:, column ([^:]+))?")
-
-
-@dataclass(frozen=True)
-class LoadTarget:
-    """Where a file's chunks go: the file's id and encoding, its table and columns, and how its
-    bytes are read (format, compression, CSV delimiter)."""
-
-    file_id: int
-    schema: str
-    table: str
-    columns: list[Column] = field(default_factory=list)
-    encoding: str = "UTF8"
-    format: str = CSV
-    compression: str | None = None
-    delimiter: str = ","
 
 
 @dataclass(frozen=True)
@@ -204,14 +175,14 @@ def _load_part(
     _set_lineage(conn, target, chunk_index)
     rows = None
     if not has_stray_quotes(part.data, target.delimiter):
-        rows = _copy_as_is(conn, target, chunk_index, part.data)
+        rows = copy_as_is(conn, target, chunk_index, part.data)
     if rows is not None:
         return _PartLoad(rows, [], "copy")
     parsed = parse_chunk(
         part.data, target.columns, part.first_line, target.encoding, target.delimiter
     )
     frame = normalise_nulls(parsed.frame, target.columns)
-    rows, rejected = _copy_checked(conn, target, part.first_line, frame, parsed.rejected)
+    rows, rejected = copy_checked(conn, target, part.first_line, frame, parsed.rejected)
     chunk_ledger.quarantine(conn, target.file_id, chunk_index, rejected)
     return _PartLoad(rows, rejected, "parsed")
 
@@ -223,148 +194,10 @@ def _load_records(
     _set_lineage(conn, target, chunk.index)
     if target.format == PARQUET:
         frame = read_row_groups(path, target.columns, chunk)
-        rows, rejected = _copy_checked(conn, target, chunk.first_line, frame, [], check_types=False)
+        rows, rejected = copy_checked(conn, target, chunk.first_line, frame, [], check_types=False)
     else:
         data = read_chunk_bytes(path, chunk)
         parsed = parse_ndjson_chunk(data, target.columns, chunk.first_line, target.encoding)
-        rows, rejected = _copy_checked(
-            conn, target, chunk.first_line, parsed.frame, parsed.rejected
-        )
+        rows, rejected = copy_checked(conn, target, chunk.first_line, parsed.frame, parsed.rejected)
     chunk_ledger.quarantine(conn, target.file_id, chunk.index, rejected)
     return _PartLoad(rows, rejected, "parsed")
-
-
-def _copy_statement(
-    target: LoadTarget, encoding: str, delimiter: str = ",", *, lineage: bool = False
-) -> sql.Composed:
-    names = [c.name for c in target.columns] + (list(LINEAGE_COLUMNS) if lineage else [])
-    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, ENCODING {}, DELIMITER {})").format(
-        sql.Identifier(target.schema, target.table),
-        sql.SQL(", ").join(sql.Identifier(name) for name in names),
-        sql.Literal(encoding),
-        sql.Literal(delimiter),
-    )
-
-
-class _Disagreement(Exception):
-    """polars and PostgreSQL read a different number of rows from the same bytes."""
-
-
-def _copy_as_is(
-    conn: psycopg.Connection, target: LoadTarget, chunk_index: int, data: bytes
-) -> int | None:
-    """COPY the raw bytes inside a savepoint; the row count if PostgreSQL and polars agree.
-
-    Where every newline ends a record, the lineage values are written at the end of each line:
-    PostgreSQL then reads them like any other field, which costs it less than filling in the
-    columns' `current_setting` defaults row by row.
-    """
-    separator = target.delimiter
-    payload = _with_lineage(data, f"{separator}{target.file_id}{separator}{chunk_index}".encode())
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        counted = pool.submit(_count_records, data, separator)
-        statement = _copy_statement(target, target.encoding, separator, lineage=payload is not None)
-        payload = data if payload is None else payload
-        try:
-            with conn.transaction(), conn.cursor() as cursor:
-                with cursor.copy(statement) as copy:
-                    view = memoryview(payload)
-                    for offset in range(0, len(payload), COPY_BLOCK_BYTES):
-                        copy.write(view[offset : offset + COPY_BLOCK_BYTES])
-                if counted.result() != cursor.rowcount:
-                    raise _Disagreement
-                return cursor.rowcount
-        except (psycopg.errors.DataError, _Disagreement):
-            return None
-
-
-def _with_lineage(data: bytes, suffix: bytes) -> bytes | None:
-    """`data` with `suffix` at the end of every record, or None where lines and records differ
-    (a quoted field holding a newline, a carriage return other than before a newline)."""
-    if b"\r" in data:
-        if data.count(b"\r") != data.count(b"\r\n"):
-            return None
-        newline = b"\r\n"
-    else:
-        newline = b"\n"
-    if b'"' in data and record_ends(data)[1]:
-        return None
-    marked = data.replace(newline, suffix + newline)
-    return marked if data.endswith(newline) else marked + suffix
-
-
-def _count_records(data: bytes, separator: str) -> int:
-    """Records in `data` as polars reads them (its quote-aware line count, nothing kept)."""
-    try:
-        frame = pl.scan_csv(
-            io.BytesIO(data),
-            has_header=False,
-            separator=separator,
-            infer_schema=False,
-            encoding="utf8-lossy",
-        )
-        return int(frame.select(pl.len()).collect().item())
-    except (pl.exceptions.PolarsError, ValueError):
-        return -1
-
-
-def _copy_checked(
-    conn: psycopg.Connection,
-    target: LoadTarget,
-    first_line: int,
-    frame: pl.DataFrame,
-    rejected: list[Rejected],
-    *,
-    check_types: bool = True,
-) -> tuple[int, list[Rejected]]:
-    """COPY a frame with its source lines; set aside the rows whose values cannot be loaded."""
-    rejected = list(rejected)
-    problems = type_problems(frame, target.columns) if check_types else {}
-    if problems:
-        frame, set_aside = _set_aside(frame, target.columns, problems)
-        rejected.extend(set_aside)
-    for _ in range(MAX_REFUSALS_PER_CHUNK):
-        try:
-            return _copy_frame(conn, target, frame), rejected
-        except psycopg.errors.DataError as exc:
-            index, reason = _refused_row(exc, target, frame)
-            frame, set_aside = _set_aside(frame, target.columns, {index: reason})
-            rejected.extend(set_aside)
-    raise BadInputError(
-        f"PostgreSQL refused more than {MAX_REFUSALS_PER_CHUNK} rows of this chunk",
-        line=first_line,
-    )
-
-
-def _copy_frame(conn: psycopg.Connection, target: LoadTarget, frame: pl.DataFrame) -> int:
-    payload = frame.drop(LINE_COLUMN, strict=False).write_csv(include_header=False).encode()
-    with conn.transaction(), conn.cursor() as cursor:
-        with cursor.copy(_copy_statement(target, "UTF8")) as copy:  # polars writes UTF-8
-            copy.write(payload)
-        return cursor.rowcount
-
-
-def _refused_row(
-    exc: psycopg.errors.DataError, target: LoadTarget, frame: pl.DataFrame
-) -> tuple[int, str]:
-    """PostgreSQL's `COPY t, line 3, column x: "abc"` as a row index and a reason for a person."""
-    message = exc.diag.message_primary or str(exc)
-    match = _COPY_CONTEXT.search(exc.diag.context or "")
-    if not match or not 0 < int(match.group(1)) <= frame.height:
-        raise BadInputError(f"PostgreSQL refused this chunk: {message}") from exc
-    by_name = {c.name: c.source_name for c in target.columns}
-    column = match.group(2)
-    where = f" (column {by_name.get(column, column)!r})" if column else ""
-    return int(match.group(1)) - 1, f"{message}{where}"
-
-
-def _set_aside(
-    frame: pl.DataFrame, columns: list[Column], problems: dict[int, str]
-) -> tuple[pl.DataFrame, list[Rejected]]:
-    rows = frame.with_row_index("_index").filter(pl.col("_index").is_in(list(problems)))
-    set_aside = [
-        Rejected(record[LINE_COLUMN], quoted(record, columns), problems[record["_index"]])
-        for record in rows.iter_rows(named=True)
-    ]
-    keep = frame.with_row_index("_index").filter(~pl.col("_index").is_in(list(problems)))
-    return keep.drop("_index"), set_aside
