@@ -1,7 +1,9 @@
 """Asset checks of each file: its rows add up, no chunk failed, its columns did not change."""
 
+import warnings
+
 import psycopg
-from dagster import AssetCheckExecutionContext, AssetCheckResult, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, PreviewWarning, asset_check
 
 from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
@@ -13,6 +15,12 @@ from granula_pipeline.defs.status import (
     check_results,
 )
 from granula_pipeline.lib import control
+
+# Per-partition checks are a Dagster preview feature, chosen knowingly: said here once, not in
+# every command's output.
+warnings.filterwarnings(
+    "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=PreviewWarning
+)
 
 
 def _result(context: AssetCheckExecutionContext, granula: GranulaResource, name: str):
