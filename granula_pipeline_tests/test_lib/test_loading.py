@@ -10,7 +10,7 @@ import pytest
 
 from granula_pipeline.lib import control
 from granula_pipeline.lib.file_load import PreparedLoad, prepare_load
-from granula_pipeline.lib.loading import load_chunk
+from granula_pipeline.lib.loading import ChunkResult, load_chunk
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.faults import clear_fault, inject_fault
 
@@ -42,6 +42,21 @@ def prepare(settings, db, path: Path) -> PreparedLoad:
     prepared = prepare_load(settings, path.name, "test-run")
     assert len(prepared.chunks) == 1
     return prepared
+
+
+def load_in_parts(settings, prepared: PreparedLoad, streams: int = 2) -> ChunkResult:
+    return load_chunk(
+        settings.psycopg_conninfo,
+        prepared.target,
+        prepared.chunks[0],
+        streams=streams,
+        min_part_bytes=PART_BYTES,
+    )
+
+
+def every_row_once(prepared: PreparedLoad) -> list[tuple[int, int, int]]:
+    """Each id once, with the file's id and chunk 0 as lineage."""
+    return [(i, prepared.file.file_id, 0) for i in range(ROWS)]
 
 
 def loaded(db, prepared: PreparedLoad) -> list[tuple[int, int, int]]:
@@ -76,16 +91,10 @@ def prepared(request, settings, db) -> PreparedLoad:
 
 
 def test_chunk_loads_in_parts_every_row_once(settings, db, prepared):
-    result = load_chunk(
-        settings.psycopg_conninfo,
-        prepared.target,
-        prepared.chunks[0],
-        streams=3,
-        min_part_bytes=PART_BYTES,
-    )
+    result = load_in_parts(settings, prepared, streams=3)
 
     assert (result.outcome, result.row_count, result.parts) == ("loaded", ROWS, 3)
-    assert loaded(db, prepared) == [(i, prepared.file.file_id, 0) for i in range(ROWS)]
+    assert loaded(db, prepared) == every_row_once(prepared)
     assert committed_parts(db, prepared.file.file_id) == 0
 
 
@@ -93,7 +102,7 @@ def test_one_stream_loads_the_chunk_whole(settings, db, prepared):
     result = load_chunk(settings.psycopg_conninfo, prepared.target, prepared.chunks[0])
 
     assert (result.row_count, result.parts) == (ROWS, 1)
-    assert loaded(db, prepared) == [(i, prepared.file.file_id, 0) for i in range(ROWS)]
+    assert loaded(db, prepared) == every_row_once(prepared)
 
 
 def test_cut_short_between_part_commits_the_next_attempt_removes_the_parts_rows(
@@ -117,58 +126,40 @@ def test_cut_short_between_part_commits_the_next_attempt_removes_the_parts_rows(
         "CREATE TRIGGER cut_short BEFORE UPDATE ON granula.chunks "
         "FOR EACH ROW EXECUTE FUNCTION cut_short()"
     )
-    chunk = prepared.chunks[0]
     try:
         with pytest.raises(psycopg.errors.AdminShutdown):
-            load_chunk(
-                settings.psycopg_conninfo,
-                prepared.target,
-                chunk,
-                streams=2,
-                min_part_bytes=PART_BYTES,
-            )
+            load_in_parts(settings, prepared)
         left_behind = len(loaded(db, prepared))
         assert 0 < left_behind < ROWS
         assert committed_parts(db, prepared.file.file_id) == 1
 
-        result = load_chunk(
-            settings.psycopg_conninfo, prepared.target, chunk, streams=2, min_part_bytes=PART_BYTES
-        )
+        result = load_in_parts(settings, prepared)
     finally:
         db.execute("DROP TRIGGER cut_short ON granula.chunks")
         db.execute("DROP FUNCTION cut_short")
         db.execute("DROP SEQUENCE cut_short_hits")
 
     assert (result.outcome, result.row_count) == ("loaded", ROWS)
-    assert loaded(db, prepared) == [(i, prepared.file.file_id, 0) for i in range(ROWS)]
+    assert loaded(db, prepared) == every_row_once(prepared)
     assert committed_parts(db, prepared.file.file_id) == 0
-    again = load_chunk(settings.psycopg_conninfo, prepared.target, chunk, streams=2)
+    again = load_in_parts(settings, prepared)
     assert again.outcome == "already_loaded"
 
 
 def test_a_part_that_fails_rolls_back_every_part(settings, db, prepared):
     inject_fault(db, prepared.target.table, chunk=0, times=1, sqlstate="40P01")
-    chunk = prepared.chunks[0]
     try:
         with pytest.raises(psycopg.errors.DeadlockDetected):
-            load_chunk(
-                settings.psycopg_conninfo,
-                prepared.target,
-                chunk,
-                streams=2,
-                min_part_bytes=PART_BYTES,
-            )
+            load_in_parts(settings, prepared)
         assert loaded(db, prepared) == []
         assert committed_parts(db, prepared.file.file_id) == 0
 
-        result = load_chunk(
-            settings.psycopg_conninfo, prepared.target, chunk, streams=2, min_part_bytes=PART_BYTES
-        )
+        result = load_in_parts(settings, prepared)
     finally:
         clear_fault(db, prepared.target.table)
 
     assert result.row_count == ROWS
-    assert loaded(db, prepared) == [(i, prepared.file.file_id, 0) for i in range(ROWS)]
+    assert loaded(db, prepared) == every_row_once(prepared)
 
 
 def test_rejected_row_in_a_later_part_keeps_its_line_number(settings, db):
@@ -178,13 +169,7 @@ def test_rejected_row_in_a_later_part_keeps_its_line_number(settings, db):
     )
     prepared = prepare(settings, db, path)
 
-    result = load_chunk(
-        settings.psycopg_conninfo,
-        prepared.target,
-        prepared.chunks[0],
-        streams=3,
-        min_part_bytes=PART_BYTES,
-    )
+    result = load_in_parts(settings, prepared, streams=3)
 
     assert (result.row_count, result.rejected_rows, result.parts) == (ROWS - 1, 1, 3)
     rejected = db.execute(
