@@ -87,33 +87,11 @@ def load_chunk(
         if path is None:
             conn.rollback()
             return ChunkResult(chunk.index, "already_loaded", 0, 0, "none", 0.0)
-        if target.format != CSV:  # NDJSON and Parquet: parsed in Python, one stream is enough
-            first, others = _Part(chunk.first_line, b""), []
-        else:
+        if target.format == CSV:
             count = min(streams, chunk.byte_count // min_part_bytes)
-            # Where the file is now (it may have moved); only the parts are kept, no copy besides.
-            first, *others = _parts(read_chunk_bytes(path, chunk, target.compression), chunk, count)
-        with ExitStack() as stack:
-            connections = [stack.enter_context(psycopg.connect(conninfo)) for _ in others]
-            with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
-                pending = [
-                    pool.submit(_load_part, other, target, chunk.index, part)
-                    for other, part in zip(connections, others, strict=True)
-                ]
-                if target.format != CSV:
-                    loads = [_load_records(conn, target, chunk, path)]
-                else:
-                    loads = [_load_part(conn, target, chunk.index, first)]
-                loads += [future.result() for future in pending]
-            for other, part, load in zip(connections, others, loads[1:], strict=True):
-                chunk_ledger.record_part(
-                    other,
-                    target.file_id,
-                    chunk.index,
-                    first_line=part.first_line,
-                    row_count=load.rows,
-                )
-                other.commit()
+            loads = _load_csv_parts(conninfo, conn, target, chunk, path, count)
+        else:  # NDJSON and Parquet: parsed in Python, one stream is enough
+            loads = [_load_records(conn, target, chunk, path)]
         rows = sum(load.rows for load in loads)
         rejected = sum(len(load.rejected) for load in loads)
         chunk_ledger.finish_chunk(
@@ -123,6 +101,38 @@ def load_chunk(
     method = "parsed" if any(load.method == "parsed" for load in loads) else "copy"
     seconds = time.perf_counter() - started
     return ChunkResult(chunk.index, "loaded", rows, rejected, method, seconds, len(loads))
+
+
+def _load_csv_parts(
+    conninfo: str,
+    conn: psycopg.Connection,
+    target: LoadTarget,
+    chunk: ChunkPlan,
+    path: Path,
+    count: int,
+) -> list[_PartLoad]:
+    """COPY the chunk in `count` parts at once, the first in `conn`; commit all but the first.
+
+    The others commit only once every part has loaded, each noting itself in
+    `granula.chunk_parts`; the caller's transaction, which marks the chunk loaded, commits last.
+    """
+    # Where the file is now (it may have moved); only the parts are kept, no copy besides.
+    first, *others = _parts(read_chunk_bytes(path, chunk, target.compression), chunk, count)
+    with ExitStack() as stack:
+        connections = [stack.enter_context(psycopg.connect(conninfo)) for _ in others]
+        with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
+            pending = [
+                pool.submit(_load_part, other, target, chunk.index, part)
+                for other, part in zip(connections, others, strict=True)
+            ]
+            loads = [_load_part(conn, target, chunk.index, first)]
+            loads += [future.result() for future in pending]
+        for other, part, load in zip(connections, others, loads[1:], strict=True):
+            chunk_ledger.record_part(
+                other, target.file_id, chunk.index, first_line=part.first_line, row_count=load.rows
+            )
+            other.commit()
+    return loads
 
 
 @dataclass(frozen=True)
