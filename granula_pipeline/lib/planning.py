@@ -183,8 +183,23 @@ def record_ends(chunk: bytes) -> tuple[np.ndarray, bool]:
 
 
 def split_records(chunk: bytes, parts: int) -> list[int]:
-    """Offsets that cut `chunk` into at most `parts` runs of whole records of about equal size."""
-    ends, _ = record_ends(chunk)
-    targets = [len(chunk) * k // parts for k in range(1, parts)]
-    cuts = {int(ends[i]) for i in np.searchsorted(ends, targets) if i < len(ends)}
-    return sorted(cut for cut in cuts if 0 < cut < len(chunk))
+    """Offsets that cut `chunk` into at most `parts` runs of whole records of about equal size.
+
+    Each cut goes just past the first newline after its target that has an even number of quotes
+    before it. The quotes are counted once, up to the last cut: the chunk is not scanned whole.
+    """
+    cuts: list[int] = []
+    counted_to = quotes = 0
+    for k in range(1, parts):
+        newline = chunk.find(b"\n", max(len(chunk) * k // parts, counted_to))
+        while newline != -1:
+            quotes += chunk.count(b'"', counted_to, newline)
+            counted_to = newline
+            if quotes % 2 == 0:
+                break
+            newline = chunk.find(b"\n", newline + 1)
+        if newline == -1 or newline + 1 >= len(chunk):
+            break
+        cuts.append(newline + 1)
+        counted_to = newline + 1
+    return cuts

@@ -112,6 +112,29 @@ def test_chunks_hold_whole_records_whatever_the_quoted_fields_contain(
         assert last_record_start - chunk.byte_start < max_bytes
 
 
+@given(
+    rows=st.lists(st.lists(FIELD, min_size=3, max_size=3), min_size=1, max_size=25),
+    terminator=st.sampled_from(["\n", "\r\n"]),
+    trailing=st.booleans(),
+    parts=st.integers(min_value=2, max_value=5),
+)
+@settings(max_examples=300, deadline=None, database=None)
+def test_parts_of_a_chunk_are_whole_records_of_about_equal_size(rows, terminator, trailing, parts):
+    data = csv_bytes(rows, terminator=terminator, trailing=trailing)
+    cuts = planning.split_records(data, parts)
+
+    assert len(cuts) < parts
+    assert cuts == sorted(set(cuts)) and all(0 < cut < len(data) for cut in cuts)
+    pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    assert [r for piece in pieces for r in records(piece)] == records(data)
+    ends, _ = planning.record_ends(data)
+    for k, cut in enumerate(cuts, start=1):
+        assert cut in ends, "a cut is a record end"
+        # ... the first one at or after its share of the bytes
+        target = len(data) * k // parts
+        assert not [end for end in ends if max(target, cuts[k - 2] if k > 1 else 0) < end < cut]
+
+
 def test_chunk_limits_falling_inside_a_quoted_multiline_field_do_not_split_it(tmp_path):
     field = 'one, "two"\nthree\n"four",\n'
     content = csv_bytes([["id", "note"], ["1", field], ["2", field], ["3", "plain"]])
