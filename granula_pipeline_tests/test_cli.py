@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance
 
 from granula_pipeline_tests.factories import write_orders
 
@@ -59,6 +60,25 @@ def test_ingest_prints_a_json_summary_and_exits_zero(env, tmp_path, db):
     assert summary["error"] is None
     assert db.execute("SELECT count(*) FROM datasets.cli_orders").fetchone() == (1000,)
     assert path.exists(), "a file loaded from outside the inbox stays where it is"
+
+
+def test_ingest_plans_the_file_while_dagster_starts_and_its_run_takes_that_plan(env, tmp_path, db):
+    path = write_orders(tmp_path / "ahead.csv", 3000)
+    done = run(env, "granula_pipeline.cli", "ingest", str(path), "--dataset", "ahead")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "plan_chunks - planned while Dagster was starting" in done.stderr
+    assert summary["loaded_rows"] == 3000
+    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        (dagster_run,) = instance.get_runs()
+    assert dagster_run.is_success
+    # The plan was made for the run that then loaded it: the file names that run.
+    assert summary["run_id"] == dagster_run.run_id
+    assert db.execute(
+        "SELECT count(*), count(DISTINCT id) FROM datasets.ahead WHERE _granula_file_id = %s",
+        (summary["file_id"],),
+    ).fetchone() == (3000, 3000)
 
 
 def test_ingest_of_a_bad_file_exits_non_zero_with_the_error(env, tmp_path):

@@ -28,7 +28,7 @@ from granula_pipeline.lib.results import MAX_LIMIT, file_results
 from granula_pipeline.lib.submission import (
     inbox_folder,
     publish,
-    register_in_inbox,
+    register_file,
     staging_path,
     upload_name,
 )
@@ -146,9 +146,7 @@ async def upload(
 
 
 def _register(settings: Settings, path: FilePath) -> FileRecord:
-    with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
-        record, _ = register_in_inbox(conn, settings.inbox, path)
-    return record
+    return register_file(settings, path)[0]
 
 
 @router.get(

@@ -33,7 +33,12 @@ from granula_pipeline.lib import chunk_ledger, control
 from granula_pipeline.lib.control import FINAL_STATUSES, FileRecord
 from granula_pipeline.lib.copying import LoadTarget
 from granula_pipeline.lib.errors import BadInputError, describe, is_transient
-from granula_pipeline.lib.file_load import prepare_load, settle_file, unfinished_chunks
+from granula_pipeline.lib.file_load import (
+    prepare_load,
+    settle_file,
+    take_prepared,
+    unfinished_chunks,
+)
 from granula_pipeline.lib.loading import ChunkResult
 from granula_pipeline.lib.loading import load_chunk as load_chunk_rows
 from granula_pipeline.lib.planning import ChunkPlan
@@ -60,10 +65,15 @@ def plan_chunks(context: OpExecutionContext, granula: GranulaResource):
     """Check the file's header, plan its chunks by byte offsets and make its table ready."""
     settings = granula.settings()
     force = context.run.tags.get(FORCE_TAG) == "true"
+    ahead = take_prepared(context.run_id)
     try:
-        prepared = prepare_load(
-            settings, context.partition_key, context.run_id, allow_duplicate=force
-        )
+        if ahead is not None:
+            prepared = ahead.result()
+            context.log.info("planned while Dagster was starting (granula ingest)")
+        else:
+            prepared = prepare_load(
+                settings, context.partition_key, context.run_id, allow_duplicate=force
+            )
     except BadInputError as exc:
         raise _file_failure(context, settings, str(exc)) from exc
     if prepared.file.duplicate_of is not None:

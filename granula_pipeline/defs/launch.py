@@ -16,8 +16,9 @@ from granula_pipeline.defs.sensors import run_tags
 from granula_pipeline.lib import control
 from granula_pipeline.lib.control import FileRecord
 from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.lib.inbox import InboxFile
 from granula_pipeline.lib.retention import ended_before, forget_file
-from granula_pipeline.lib.submission import register_in_inbox
+from granula_pipeline.lib.submission import register_file
 
 
 def register(
@@ -29,12 +30,7 @@ def register(
     priority: int | None = None,
 ) -> tuple[FileRecord, dict[str, str]]:
     """Record the file as queued and add its dynamic partition; return it with its run tags."""
-    settings = granula.settings()
-    ensure_migrated(settings)
-    with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
-        record, found = register_in_inbox(
-            conn, settings.inbox, path, dataset=dataset, priority=priority
-        )
+    record, found = register_file(granula.settings(), path, dataset=dataset, priority=priority)
     instance.add_dynamic_partitions(inbox_partitions.name, [record.partition_key])
     return record, run_tags(found)
 
@@ -50,10 +46,27 @@ def ingest(
     log_level: str = "INFO",
 ) -> tuple[FileRecord, ExecuteInProcessResult]:
     """Load one file synchronously through the `ingest_file` job; return its final record."""
-    record, tags = register(instance, granula, path, dataset=dataset, priority=priority)
+    record, found = register_file(granula.settings(), path, dataset=dataset, priority=priority)
+    return ingest_registered(instance, granula, record, found, force=force, log_level=log_level)
+
+
+def ingest_registered(
+    instance: DagsterInstance,
+    granula: GranulaResource,
+    record: FileRecord,
+    found: InboxFile,
+    *,
+    force: bool = False,
+    log_level: str = "INFO",
+    run_id: str | None = None,
+) -> tuple[FileRecord, ExecuteInProcessResult]:
+    """Run `ingest_file` for a file registered already, as run `run_id` if given (the id
+    `prepare_ahead` planned the file for)."""
+    instance.add_dynamic_partitions(inbox_partitions.name, [record.partition_key])
+    tags = run_tags(found)
     if force:
         tags[FORCE_TAG] = "true"
-    return _run(instance, granula, record, tags, log_level)
+    return _run(instance, granula, record, tags, log_level, run_id)
 
 
 def _run(
@@ -62,10 +75,12 @@ def _run(
     record: FileRecord,
     tags: dict[str, str],
     log_level: str,
+    run_id: str | None = None,
 ) -> tuple[FileRecord, ExecuteInProcessResult]:
     job = build_definitions(granula).resolve_job_def(ingest_file.name)
     result = job.execute_in_process(
         instance=instance,
+        run_id=run_id,
         partition_key=record.partition_key,
         tags=tags,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},

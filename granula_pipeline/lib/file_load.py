@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +60,39 @@ def prepare_load(
             if not is_transient(exc):  # a transient error is retried; anything else is final
                 control.fail_file(conn, record.file_id, f"{type(exc).__name__}: {exc}")
             raise
+
+
+_prepared_ahead: dict[str, Future[PreparedLoad]] = {}
+
+
+def prepare_ahead(settings: Settings, partition_key: str, *, allow_duplicate: bool = False) -> str:
+    """Start `prepare_load` in a thread for a run yet to be launched; return that run's id.
+
+    `granula ingest` knows its file about a second before Dagster is loaded and ready to run it:
+    the file is planned meanwhile, on the other core. The run's `plan_chunks` step takes the
+    prepared load, or its error, with `take_prepared`, as though it had prepared it itself.
+    """
+    run_id = str(uuid.uuid4())
+    future: Future[PreparedLoad] = Future()
+
+    def prepare() -> None:
+        try:
+            prepared = prepare_load(
+                settings, partition_key, run_id, allow_duplicate=allow_duplicate
+            )
+        except Exception as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(prepared)
+
+    _prepared_ahead[run_id] = future
+    threading.Thread(target=prepare, name="granula-prepare-ahead", daemon=True).start()
+    return run_id
+
+
+def take_prepared(run_id: str) -> Future[PreparedLoad] | None:
+    """The load `prepare_ahead` started for this run, once; None if there is none."""
+    return _prepared_ahead.pop(run_id, None)
 
 
 def _prepare(

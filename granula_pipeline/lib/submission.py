@@ -17,6 +17,7 @@ import psycopg
 
 from granula_pipeline.lib import control
 from granula_pipeline.lib.control import FileRecord
+from granula_pipeline.lib.database import ensure_migrated
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats import content_type
 from granula_pipeline.lib.inbox import (
@@ -27,6 +28,7 @@ from granula_pipeline.lib.inbox import (
     is_temporary,
 )
 from granula_pipeline.lib.tables import table_name_for
+from granula_pipeline.settings import Settings
 
 MAX_NAME_BYTES = 200
 
@@ -101,6 +103,15 @@ def register_in_inbox(
         size_bytes=found.size_bytes,
     )
     return record, found
+
+
+def register_file(
+    settings: Settings, path: Path, *, dataset: str | None = None, priority: int | None = None
+) -> tuple[FileRecord, InboxFile]:
+    """`register_in_inbox` over a connection of its own, the control tables migrated first."""
+    ensure_migrated(settings)
+    with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
+        return register_in_inbox(conn, settings.inbox, path, dataset=dataset, priority=priority)
 
 
 def upload_name(filename: str, content_types: frozenset[str]) -> str:
