@@ -1,15 +1,14 @@
 """COPY into a file's table: a chunk's bytes as they are, or a parsed frame row-checked.
 
-`copy_as_is` sends bytes to `COPY ... (FORMAT csv)` unchanged while polars counts their records
-on another core; the two must agree. `copy_checked` writes a frame whose values were checked,
-setting aside (with line and reason) each row PostgreSQL still refuses.
+`copy_as_is` sends bytes to `COPY ... (FORMAT csv)` unchanged; PostgreSQL must read as many
+records as the planner's rule counts in them. `copy_checked` writes a frame whose values were
+checked, setting aside (with line and reason) each row PostgreSQL still refuses.
 """
 
 from __future__ import annotations
 
-import io
 import re
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -56,65 +55,76 @@ def _copy_statement(
 
 
 class _Disagreement(Exception):
-    """polars and PostgreSQL read a different number of rows from the same bytes."""
+    """PostgreSQL read a different number of rows than the bytes hold."""
 
 
 def copy_as_is(
-    conn: psycopg.Connection, target: LoadTarget, chunk_index: int, data: bytes
+    conn: psycopg.Connection,
+    target: LoadTarget,
+    chunk_index: int,
+    data: bytes,
+    start: int = 0,
+    end: int | None = None,
 ) -> int | None:
-    """COPY the raw bytes inside a savepoint; the row count if PostgreSQL and polars agree.
+    """COPY bytes [start, end) of `data` unchanged, in a savepoint; their row count, or None if
+    PostgreSQL refuses them or reads another number of records than they hold.
 
-    Where every newline ends a record, the lineage values are written at the end of each line:
-    PostgreSQL then reads them like any other field, which costs it less than filling in the
-    columns' `current_setting` defaults row by row.
+    Where every newline ends a record, the lineage values are appended to each line block by block
+    as the bytes go out: PostgreSQL reads them like any other field, which costs it less than
+    filling in the columns' `current_setting` defaults row by row. Nothing but the block in hand is
+    copied.
     """
+    end = len(data) if end is None else end
+    records, newline = _records(data, start, end)
     separator = target.delimiter
-    payload = _with_lineage(data, f"{separator}{target.file_id}{separator}{chunk_index}".encode())
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        counted = pool.submit(_count_records, data, separator)
-        statement = _copy_statement(target, target.encoding, separator, lineage=payload is not None)
-        payload = data if payload is None else payload
-        try:
-            with conn.transaction(), conn.cursor() as cursor:
-                with cursor.copy(statement) as copy:
-                    view = memoryview(payload)
-                    for offset in range(0, len(payload), COPY_BLOCK_BYTES):
-                        copy.write(view[offset : offset + COPY_BLOCK_BYTES])
-                if counted.result() != cursor.rowcount:
-                    raise _Disagreement
-                return cursor.rowcount
-        except (psycopg.errors.DataError, _Disagreement):
-            return None
-
-
-def _with_lineage(data: bytes, suffix: bytes) -> bytes | None:
-    """`data` with `suffix` at the end of every record, or None where lines and records differ
-    (a quoted field holding a newline, a carriage return other than before a newline)."""
-    if b"\r" in data:
-        if data.count(b"\r") != data.count(b"\r\n"):
-            return None
-        newline = b"\r\n"
-    else:
-        newline = b"\n"
-    if b'"' in data and record_ends(data)[1]:
-        return None
-    marked = data.replace(newline, suffix + newline)
-    return marked if data.endswith(newline) else marked + suffix
-
-
-def _count_records(data: bytes, separator: str) -> int:
-    """Records in `data` as polars reads them (its quote-aware line count, nothing kept)."""
+    suffix = f"{separator}{target.file_id}{separator}{chunk_index}".encode()
+    statement = _copy_statement(target, target.encoding, separator, lineage=newline is not None)
     try:
-        frame = pl.scan_csv(
-            io.BytesIO(data),
-            has_header=False,
-            separator=separator,
-            infer_schema=False,
-            encoding="utf8-lossy",
-        )
-        return int(frame.select(pl.len()).collect().item())
-    except (pl.exceptions.PolarsError, ValueError):
-        return -1
+        with conn.transaction(), conn.cursor() as cursor:
+            with cursor.copy(statement) as copy:
+                for block in _blocks(data, start, end):
+                    copy.write(block if newline is None else _with_lineage(block, newline, suffix))
+            if cursor.rowcount != records:
+                raise _Disagreement
+            return records
+    except (psycopg.errors.DataError, _Disagreement):
+        return None
+
+
+def _records(data: bytes, start: int, end: int) -> tuple[int, bytes | None]:
+    """The records in bytes [start, end) by the planner's rule (a newline after an even number of
+    quotes ends one), and their terminator if every newline ends a record: None where a quoted
+    field holds a newline or a carriage return stands alone."""
+    newline: bytes | None = b"\n"
+    if data.find(b"\r", start, end) != -1:
+        same = data.count(b"\r", start, end) == data.count(b"\r\n", start, end)
+        newline = b"\r\n" if same else None
+    if data.find(b'"', start, end) == -1:
+        ends = data.count(b"\n", start, end)
+        last_end = data.rfind(b"\n", start, end) + 1 or start
+    else:
+        offsets, quoted_newline = record_ends(memoryview(data)[start:end])
+        ends, last_end = len(offsets), start + int(offsets[-1]) if len(offsets) else start
+        newline = None if quoted_newline else newline
+    return ends + (last_end < end), newline
+
+
+def _blocks(data: bytes, start: int, end: int) -> Iterator[bytes]:
+    """Bytes [start, end) in blocks of about COPY_BLOCK_BYTES, each ending after a newline."""
+    while start < end:
+        cut = end
+        if start + COPY_BLOCK_BYTES < end:
+            cut = data.rfind(b"\n", start, start + COPY_BLOCK_BYTES) + 1
+            if cut <= start:  # a record longer than a block
+                cut = data.find(b"\n", start + COPY_BLOCK_BYTES, end) + 1 or end
+        yield data[start:cut]
+        start = cut
+
+
+def _with_lineage(block: bytes, newline: bytes, suffix: bytes) -> bytes:
+    """`block` with `suffix` at the end of every record (its last one may lack a newline)."""
+    marked = block.replace(newline, suffix + newline)
+    return marked if block.endswith(newline) else marked + suffix
 
 
 def copy_checked(

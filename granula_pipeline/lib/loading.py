@@ -116,16 +116,17 @@ def _load_csv_parts(
     The others commit only once every part has loaded, each noting itself in
     `granula.chunk_parts`; the caller's transaction, which marks the chunk loaded, commits last.
     """
-    # Where the file is now (it may have moved); only the parts are kept, no copy besides.
-    first, *others = _parts(read_chunk_bytes(path, chunk, target.compression), chunk, count)
+    # Where the file is now (it may have moved); the parts are ranges of it, not copies.
+    data = read_chunk_bytes(path, chunk, target.compression)
+    first, *others = _parts(data, chunk, count)
     with ExitStack() as stack:
         connections = [stack.enter_context(psycopg.connect(conninfo)) for _ in others]
         with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
             pending = [
-                pool.submit(_load_part, other, target, chunk.index, part)
+                pool.submit(_load_part, other, target, chunk.index, data, part)
                 for other, part in zip(connections, others, strict=True)
             ]
-            loads = [_load_part(conn, target, chunk.index, first)]
+            loads = [_load_part(conn, target, chunk.index, data, first)]
             loads += [future.result() for future in pending]
         for other, part, load in zip(connections, others, loads[1:], strict=True):
             chunk_ledger.record_part(
@@ -137,8 +138,11 @@ def _load_csv_parts(
 
 @dataclass(frozen=True)
 class _Part:
+    """Bytes [start, end) of a chunk, whose first record is on line `first_line` of the file."""
+
     first_line: int
-    data: bytes
+    start: int
+    end: int
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,7 @@ def _lock_unloaded(conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPla
 def _parts(data: bytes, chunk: ChunkPlan, count: int) -> list[_Part]:
     cuts = [0, *split_records(data, count), len(data)] if count > 1 else [0, len(data)]
     return [
-        _Part(chunk.first_line + data.count(b"\n", 0, start), data[start:end])
+        _Part(chunk.first_line + data.count(b"\n", 0, start), start, end)
         for start, end in itertools.pairwise(cuts)
     ]
 
@@ -179,17 +183,19 @@ def _set_lineage(conn: psycopg.Connection, target: LoadTarget, chunk_index: int)
 
 
 def _load_part(
-    conn: psycopg.Connection, target: LoadTarget, chunk_index: int, part: _Part
+    conn: psycopg.Connection, target: LoadTarget, chunk_index: int, data: bytes, part: _Part
 ) -> _PartLoad:
     """COPY one part of a CSV chunk in `conn`'s open transaction; rows refused are quarantined."""
     _set_lineage(conn, target, chunk_index)
     rows = None
-    if not has_stray_quotes(part.data, target.delimiter):
-        rows = copy_as_is(conn, target, chunk_index, part.data)
+    quoted = data.find(b'"', part.start, part.end) != -1
+    view = memoryview(data)[part.start : part.end]
+    if not (quoted and has_stray_quotes(view, target.delimiter)):
+        rows = copy_as_is(conn, target, chunk_index, data, part.start, part.end)
     if rows is not None:
         return _PartLoad(rows, [], "copy")
     parsed = parse_chunk(
-        part.data, target.columns, part.first_line, target.encoding, target.delimiter
+        bytes(view), target.columns, part.first_line, target.encoding, target.delimiter
     )
     frame = normalise_nulls(parsed.frame, target.columns)
     rows, rejected = copy_checked(conn, target, part.first_line, frame, parsed.rejected)

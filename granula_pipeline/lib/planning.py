@@ -140,7 +140,7 @@ def plan_file(
     return FilePlan(chunks=cutter.chunks, size_bytes=pos, content_hash=digest.hexdigest())
 
 
-def has_stray_quotes(chunk: bytes, delimiter: str = ",") -> bool:
+def has_stray_quotes(chunk: bytes | memoryview, delimiter: str = ",") -> bool:
     """Whether whole records hold a quote inside an unquoted field (`12"N`, `a""b`).
 
     PostgreSQL reads such quotes as quoting and drops them, where csv and polars keep them, so
@@ -170,7 +170,7 @@ def _stray_quotes(
     return quotes[stray]
 
 
-def record_ends(chunk: bytes) -> tuple[np.ndarray, bool]:
+def record_ends(chunk: bytes | memoryview) -> tuple[np.ndarray, bool]:
     """Offsets just past each record of `chunk` (whole records), and whether a quoted field
     holds a newline (then not every newline ends a record)."""
     data = np.frombuffer(chunk, dtype=np.uint8)

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from granula_pipeline.lib import control
+from granula_pipeline.lib import control, copying
 from granula_pipeline.lib.file_load import PreparedLoad, prepare_load
 from granula_pipeline.lib.loading import ChunkResult, load_chunk
 from granula_pipeline_tests.factories import write_orders
@@ -179,3 +179,31 @@ def test_rejected_row_in_a_later_part_keeps_its_line_number(settings, db):
     assert rejected == [(bad_line, f"{bad_line - 2},name,1.5,surplus")]
     ids = [row[0] for row in loaded(db, prepared)]
     assert ids == [i for i in range(ROWS) if i != bad_line - 2]
+
+
+@pytest.mark.parametrize(
+    ("terminator", "trailing"), [("\n", True), ("\r\n", True), ("\n", False), ("\r\n", False)]
+)
+def test_lineage_is_appended_block_by_block_whatever_the_line_ends(
+    settings, db, monkeypatch, terminator, trailing
+):
+    # Blocks of 64 bytes: records end on block edges, and one record is longer than a block.
+    monkeypatch.setattr(copying, "COPY_BLOCK_BYTES", 64)
+    rows = [f"{i},name {i},{i * 0.5}" for i in range(ROWS)]
+    rows[7] = f"7,{'long name ' * 20},3.5"
+    text = terminator.join(["id,name,value", *rows]) + (terminator if trailing else "")
+    path = settings.inbox / f"lines_{uuid.uuid4().hex[:8]}.csv"
+    path.write_bytes(text.encode())
+    prepared = prepare(settings, db, path)
+
+    result = load_in_parts(settings, prepared, streams=2)
+
+    assert (result.row_count, result.method, result.parts) == (ROWS, "copy", 2)
+    assert loaded(db, prepared) == every_row_once(prepared)
+    table = f"{prepared.target.schema}.{prepared.target.table}"
+    assert db.execute(f"SELECT name, value FROM {table} WHERE id = 7").fetchone() == (
+        "long name " * 20,
+        3.5,
+    )
+    last = db.execute(f"SELECT name FROM {table} WHERE id = {ROWS - 1}").fetchone()
+    assert last == (f"name {ROWS - 1}",), "no carriage return or lineage left in the last value"
