@@ -26,7 +26,7 @@ class Settings(BaseSettings):
         default="",
         description="PostgreSQL URL for Dagster's own storage; defaults to DATABASE_URL.",
     )
-    chunk_size: int = Field(default=1_000_000, ge=1, description="Rows per chunk op.")
+    chunk_size: int = Field(default=2_500_000, ge=1, description="Rows per chunk op.")
     chunk_max_mb: int = Field(default=64, ge=1, description="Bytes per chunk, at most, in MiB.")
     max_concurrency: int = Field(default=2, ge=1, description="Runs that load at once.")
     copy_streams: int = Field(

@@ -30,9 +30,13 @@ def env(settings, tmp_path) -> dict[str, str]:
     }
 
 
+# What the `granula` console script runs: `command.run`, which ends the process with os._exit.
+GRANULA = ["-c", "from granula_pipeline.command import run; run()"]
+
+
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", *args],
+        [sys.executable, *args],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -42,7 +46,7 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def granula(env: dict[str, str], *args: str) -> tuple[int, dict]:
-    done = run(env, "granula_pipeline.cli", *args)
+    done = run(env, *GRANULA, *args)
     last_line = done.stdout.strip().splitlines()[-1]
     return done.returncode, json.loads(last_line)
 
@@ -64,7 +68,7 @@ def test_ingest_prints_a_json_summary_and_exits_zero(env, tmp_path, db):
 
 def test_ingest_plans_the_file_while_dagster_starts_and_its_run_takes_that_plan(env, tmp_path, db):
     path = write_orders(tmp_path / "ahead.csv", 3000)
-    done = run(env, "granula_pipeline.cli", "ingest", str(path), "--dataset", "ahead")
+    done = run(env, *GRANULA, "ingest", str(path), "--dataset", "ahead")
     summary = json.loads(done.stdout.strip().splitlines()[-1])
 
     assert done.returncode == 0, done.stderr[-3000:]
@@ -124,6 +128,7 @@ def test_submit_then_dagster_job_execute_loads_fifty_thousand_rows(env, settings
 
     done = run(
         env,
+        "-m",
         "dagster",
         "job",
         "execute",
