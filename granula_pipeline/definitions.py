@@ -12,7 +12,7 @@ from granula_pipeline.defs.watchdog import lost_run_watchdog
 def build_definitions(granula: GranulaResource) -> Definitions:
     return Definitions(
         assets=[file_status],
-        asset_checks=file_checks,
+        asset_checks=[file_checks],
         jobs=[ingest_file],
         sensors=[inbox_sensor, lost_run_watchdog],
         resources={"granula": granula, STATUS_IO_MANAGER: mem_io_manager},

@@ -1,9 +1,16 @@
 """Asset checks of each file: its rows add up, no chunk failed, its columns did not change."""
 
 import warnings
+from collections.abc import Iterator
 
 import psycopg
-from dagster import AssetCheckExecutionContext, AssetCheckResult, PreviewWarning, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSpec,
+    PreviewWarning,
+    multi_asset_check,
+)
 
 from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
@@ -23,48 +30,33 @@ warnings.filterwarnings(
 )
 
 
-def _result(context: AssetCheckExecutionContext, granula: GranulaResource, name: str):
+CHECKS = {
+    ROWS_ADD_UP: "Every source row is loaded or rejected: source = loaded + rejected.",
+    NO_FAILED_CHUNKS: "Every chunk of the file committed.",
+    COLUMNS_UNCHANGED: "Warns when the file's columns differ from the dataset's previous file.",
+}
+
+
+@multi_asset_check(
+    specs=[
+        AssetCheckSpec(name, asset=FILE_STATUS, description=text, partitions_def=inbox_partitions)
+        for name, text in CHECKS.items()
+    ],
+    description="The file's three checks, evaluated in one step from its row in granula.files.",
+)
+def file_checks(
+    context: AssetCheckExecutionContext, granula: GranulaResource
+) -> Iterator[AssetCheckResult]:
     settings = granula.settings()
     with psycopg.connect(settings.psycopg_conninfo) as conn:
         record = control.file_by_key(conn, context.partition_key)
     if record is None:
-        return AssetCheckResult(passed=False, description="the file is not registered")
-    [result] = [r for r in check_results(settings, record) if r.check_name == name]
-    return result
-
-
-@asset_check(
-    asset=FILE_STATUS,
-    name=ROWS_ADD_UP,
-    partitions_def=inbox_partitions,
-    description="Every source row is loaded or rejected: source = loaded + rejected.",
-)
-def rows_add_up(context: AssetCheckExecutionContext, granula: GranulaResource) -> AssetCheckResult:
-    return _result(context, granula, ROWS_ADD_UP)
-
-
-@asset_check(
-    asset=FILE_STATUS,
-    name=NO_FAILED_CHUNKS,
-    partitions_def=inbox_partitions,
-    description="Every chunk of the file committed.",
-)
-def no_failed_chunks(
-    context: AssetCheckExecutionContext, granula: GranulaResource
-) -> AssetCheckResult:
-    return _result(context, granula, NO_FAILED_CHUNKS)
-
-
-@asset_check(
-    asset=FILE_STATUS,
-    name=COLUMNS_UNCHANGED,
-    partitions_def=inbox_partitions,
-    description="Warns when the file's columns differ from the dataset's previous file.",
-)
-def columns_unchanged(
-    context: AssetCheckExecutionContext, granula: GranulaResource
-) -> AssetCheckResult:
-    return _result(context, granula, COLUMNS_UNCHANGED)
-
-
-file_checks = [rows_add_up, no_failed_chunks, columns_unchanged]
+        for name in CHECKS:
+            yield AssetCheckResult(
+                asset_key=FILE_STATUS,
+                check_name=name,
+                passed=False,
+                description="the file is not registered",
+            )
+        return
+    yield from check_results(settings, record)
