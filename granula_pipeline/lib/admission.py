@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from granula_pipeline.lib.errors import BadInputError
@@ -18,6 +19,9 @@ BINARY_SIGNATURES = {
 }
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 TEXT_CONTROLS = frozenset(b"\t\n\r\f\b")
+_CONTROL_BYTES = bytes(byte for byte in range(32) if byte not in TEXT_CONTROLS)
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that surrogateescape could not decode
+_NON_ASCII = re.compile("[^\x00-\x7f]")
 
 
 def check_admissible(
@@ -63,15 +67,16 @@ def detect_encoding(path: Path, compression: str | None = None) -> str:
         raise BadInputError(
             "the file is UTF-16 text; save it as UTF-8 (CSV UTF-8) and drop it again"
         )
-    controls = sum(1 for byte in head[:65536] if byte < 32 and byte not in TEXT_CONTROLS)
-    if head and controls > len(head[:65536]) * 0.05:
+    start = head[:65536]
+    controls = len(start) - len(start.translate(None, _CONTROL_BYTES))
+    if start and controls > len(start) * 0.05:
         raise BadInputError(
-            f"the file looks binary ({controls} control bytes in its first "
-            f"{min(len(head), 65536)}); export it as CSV"
+            f"the file looks binary ({controls} control bytes in its first {len(start)}); "
+            "export it as CSV"
         )
     text = head.decode("utf-8", errors="surrogateescape")
-    invalid = sum(1 for char in text if "\udc80" <= char <= "\udcff")
-    multibyte = sum(1 for char in text if char > "\x7f") - invalid
+    invalid = len(_UNDECODED.findall(text))
+    multibyte = len(_NON_ASCII.findall(text)) - invalid
     if invalid == 0 or multibyte > invalid or _cut_at_end(text, invalid, len(head)):
         return "UTF8"  # UTF-8 with a few bad bytes: those rows are rejected, the rest load
     try:

@@ -8,6 +8,7 @@ applies, so a chunk boundary found here is one `COPY` agrees with, whatever the 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,9 +107,12 @@ def plan_file(
     record_line = first_line
     pos = 0
     previous_byte = NEWLINE
-    with open_source(path, compression) as source:
+    # The hash runs on the other core (hashlib lets go of the GIL), one block behind the scan.
+    with open_source(path, compression) as source, ThreadPoolExecutor(max_workers=1) as hasher:
+        hashed = hasher.submit(digest.update, b"")
         while block := source.read(BLOCK_BYTES):
-            digest.update(block)
+            hashed.result()
+            hashed = hasher.submit(digest.update, block)
             skip = max(0, data_offset - pos)
             block_pos = pos
             pos += len(block)
@@ -117,19 +121,22 @@ def plan_file(
             data = np.frombuffer(block, dtype=np.uint8)[skip:]
             base = block_pos + skip
             newlines = np.flatnonzero(data == NEWLINE)
-            quotes = np.flatnonzero(data == QUOTE) if quoting else newlines[:0]
+            quoted = quoting and block.find(b'"', skip) != -1
+            quotes = np.flatnonzero(data == QUOTE) if quoted else newlines[:0]
             if len(quotes):
                 parity = (np.searchsorted(quotes, newlines) + in_quote) & 1
                 ends = newlines[parity == 0]
+                lines_after = lines_before + 1 + np.searchsorted(newlines, ends)
             else:
                 ends = newlines if not in_quote else newlines[:0]
+                lines_after = lines_before + 1 + np.arange(len(ends))
             in_quote = (in_quote + len(quotes)) & 1
-            lines_after = lines_before + 1 + np.searchsorted(newlines, ends)
             cutter.feed(ends + base + 1, lines_after)
             if len(lines_after):
                 record_line = int(lines_after[-1])
             lines_before += len(newlines)
             previous_byte = int(data[-1])
+        hashed.result()
     if in_quote:
         raise BadInputError(
             "a quoted field is opened but never closed; check for a stray double quote",
