@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import AssetCheckKey, AssetKey, DagsterEventType, EventRecordsFilter
+from dagster import AssetCheckKey, AssetKey
 
 from granula_pipeline.defs.launch import ingest
 from granula_pipeline.defs.resources import GranulaResource
@@ -79,10 +79,7 @@ def test_failed_chunk_is_reported_on_the_asset(instance, settings, db, database_
     )
 
     assert not result.success and record.status == "completed_with_errors"
-    observations = instance.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_OBSERVATION, asset_key=FILE_STATUS),
-        limit=1,
-    )
+    observations = instance.fetch_observations(FILE_STATUS, limit=1).records
     observation = observations[0].asset_observation
     assert observation.partition == record.partition_key
     assert observation.metadata["status"].value == "completed_with_errors"
