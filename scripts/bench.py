@@ -177,10 +177,11 @@ def _tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def granula_command() -> list[str]:
-    """`granula` from this venv (the console script), or the module if it is not installed."""
+def granula_command(env: dict[str, str] | None = None) -> list[str]:
+    """`granula` from this venv (the console script), or the module if it is not installed or
+    another checkout is benchmarked (`--source`, put first on PYTHONPATH)."""
     script = Path(sys.executable).parent / "granula"
-    if script.exists():
+    if script.exists() and not (env or {}).get("PYTHONPATH"):
         return [str(script)]
     return [sys.executable, "-m", "granula_pipeline.cli"]
 
@@ -215,10 +216,10 @@ def run_granula(
             **(extra_env or {}),
         )
         # Installing Granula's control tables is done once per database, not per file: untimed.
-        subprocess.run([*granula_command(), "migrate"], env=env, check=True, capture_output=True)
+        subprocess.run([*granula_command(env), "migrate"], env=env, check=True, capture_output=True)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")  # as for COPY: earlier runs' dirty pages are not its cost
-        run = run_measured([*granula_command(), "ingest", str(path)], env, timeout)
+        run = run_measured([*granula_command(env), "ingest", str(path)], env, timeout)
         lines = run.stdout.strip().splitlines()
         try:
             summary = json.loads(lines[-1])
@@ -504,6 +505,12 @@ def main(argv: list[str] | None = None) -> int:
         help="CHUNK_SIZE for granula (default: Granula's own)",
     )
     parser.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="benchmark the Granula of another checkout (a git worktree of an older revision)",
+    )
+    parser.add_argument(
         "--statistic",
         choices=["median", "best"],
         default="median",
@@ -520,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("psql") is None:
         parser.error("psql is not on PATH")
     extra_env = {"CHUNK_SIZE": str(args.chunk_size)} if args.chunk_size else {}
-    command = " ".join([*granula_command(), "ingest", "FILE"])
+    if args.source:
+        extra_env["PYTHONPATH"] = str(args.source.resolve())
+    command = " ".join([*granula_command(extra_env), "ingest", "FILE"])
     chunk_size = args.chunk_size or os.environ.get("CHUNK_SIZE") or "default"
     print(
         f"granula: {command}  (CHUNK_SIZE={chunk_size})"
