@@ -252,12 +252,15 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _results(args: argparse.Namespace, settings: Settings) -> int:
-    from granula_pipeline.lib.results import file_results
+    from granula_pipeline.lib.results import TableGone, file_results
 
     ensure_migrated(settings)
     with psycopg.connect(settings.psycopg_conninfo) as conn:
         record = _record(settings, conn, args.file_id)
-        _emit(file_results(conn, record, limit=args.limit, offset=args.offset))
+        try:
+            _emit(file_results(conn, record, limit=args.limit, offset=args.offset))
+        except TableGone as exc:
+            raise CliError(str(exc)) from exc
     return 0
 
 

@@ -96,7 +96,7 @@ def test_ingest_of_a_bad_file_exits_non_zero_with_the_error(env, tmp_path):
     assert path.exists()
 
 
-def test_status_and_results_report_a_loaded_file(env, tmp_path):
+def test_status_and_results_report_a_loaded_file(env, tmp_path, db):
     path = write_orders(tmp_path / "shown.csv", 250)
     _, summary = granula(env, "ingest", str(path))
 
@@ -111,6 +111,11 @@ def test_status_and_results_report_a_loaded_file(env, tmp_path):
     assert page["items"][0]["data"]["name"] == "name 5, with comma"
     assert page["items"][1]["data"]["name"] == 'say "6"\nagain'
     assert page["items"][0]["chunk_index"] == 0
+
+    db.execute(f"DROP TABLE {summary['table']}")
+    code, answer = granula(env, "results", str(summary["file_id"]))
+    assert code == 2
+    assert f"the table {summary['table']} that file" in answer["error"]
 
 
 def test_status_of_an_unknown_file_says_so(env):

@@ -24,7 +24,7 @@ from granula_pipeline.api.upload import FILE_FIELD, UploadMissing, UploadReceive
 from granula_pipeline.lib.control import FileRecord, file_by_id
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.inbox import MAX_PRIORITY
-from granula_pipeline.lib.results import MAX_LIMIT, file_results
+from granula_pipeline.lib.results import MAX_LIMIT, TableGone, file_results
 from granula_pipeline.lib.submission import (
     inbox_folder,
     publish,
@@ -164,8 +164,9 @@ def status(file_id: FileId, conn: Connection) -> FileStatus:
     response_model=ResultsPage,
     summary="A file's loaded rows, a page at a time",
     description="Rows in file order (chunk, then line), numbered from 1 by `id`. "
-    f"`limit` is 1..{MAX_LIMIT}; a larger one is refused (422). A file not loaded yet has none.",
-    responses={404: {"model": Problem}},
+    f"`limit` is 1..{MAX_LIMIT}; a larger one is refused (422). A file not loaded yet has none; "
+    "one whose table was dropped since is 410.",
+    responses={404: {"model": Problem}, 410: {"model": Problem}},
 )
 def results(
     file_id: FileId,
@@ -173,7 +174,10 @@ def results(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
 ) -> ResultsPage:
-    page = file_results(conn, _record(conn, file_id), limit=limit, offset=offset)
+    try:
+        page = file_results(conn, _record(conn, file_id), limit=limit, offset=offset)
+    except TableGone as exc:
+        raise HTTPException(410, str(exc)) from exc
     items = [
         ResultRow(
             id=item["id"],

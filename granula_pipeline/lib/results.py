@@ -13,6 +13,10 @@ from granula_pipeline.lib.control import FileRecord
 MAX_LIMIT = 1000
 
 
+class TableGone(LookupError):
+    """The file's table no longer exists: dropped or renamed after the file loaded."""
+
+
 def file_results(
     conn: psycopg.Connection, record: FileRecord, *, limit: int = 100, offset: int = 0
 ) -> dict[str, Any]:
@@ -23,6 +27,13 @@ def file_results(
         return {"items": [], "total": 0, "limit": limit, "offset": offset}
     schema, table = record.table_name.split(".", 1)
     target = sql.Identifier(schema, table)
+    found = conn.execute("SELECT to_regclass(%s)", (target.as_string(conn),)).fetchone()
+    if not found or found[0] is None:
+        raise TableGone(
+            f"the table {record.table_name} that file {record.file_id} loaded into no longer "
+            "exists (dropped or renamed since); `granula retry` cannot bring it back: drop the "
+            "file into the inbox again to reload it"
+        )
     total_row = conn.execute(
         sql.SQL("SELECT count(*) FROM {} WHERE _granula_file_id = %s").format(target),
         (record.file_id,),

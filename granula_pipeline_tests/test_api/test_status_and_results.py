@@ -176,3 +176,20 @@ def test_results_refuse_a_limit_over_the_cap_and_a_negative_offset(client, uploa
         response = client.get(url, params=params)
         assert response.status_code == 422, params
         assert response.json()["detail"][0]["loc"] == ["query", field]
+
+
+def test_results_of_a_file_whose_table_was_dropped_say_so_with_410(
+    client, upload, memory_instance, granula, settings, tmp_path, db
+):
+    source = write_orders(tmp_path / "dropped.csv", 20)
+    record = load_upload(
+        memory_instance, granula, settings, upload("dropped.csv", source.read_bytes())
+    )
+    db.execute(f"DROP TABLE {record.table_name}")
+
+    answer = client.get(f"/api/v1/results/{record.file_id}")
+
+    assert answer.status_code == 410
+    assert f"the table {record.table_name}" in answer.json()["detail"]
+    assert "no longer exists" in answer.json()["detail"]
+    assert client.get(f"/api/v1/status/{record.file_id}").status_code == 200
