@@ -85,6 +85,24 @@ def test_ingest_plans_the_file_while_dagster_starts_and_its_run_takes_that_plan(
     ).fetchone() == (3000, 3000)
 
 
+def test_ingest_skips_content_loaded_before_unless_forced(env, tmp_path, db):
+    first = write_orders(tmp_path / "weekly.csv", 40)
+    second = tmp_path / "weekly-copy.csv"
+    second.write_bytes(first.read_bytes())
+
+    _, original = granula(env, "ingest", str(first))
+    code, duplicate = granula(env, "ingest", str(second), "--dataset", "weekly")
+    assert code == 0 and duplicate["status"] == "completed"
+    assert duplicate["duplicate_of"] == original["file_id"] and duplicate["loaded_rows"] == 0
+    assert db.execute("SELECT count(*) FROM datasets.weekly").fetchone() == (40,)
+
+    third = tmp_path / "weekly-again.csv"
+    third.write_bytes(first.read_bytes())
+    code, forced = granula(env, "ingest", str(third), "--dataset", "weekly", "--force")
+    assert code == 0 and forced["duplicate_of"] is None and forced["loaded_rows"] == 40
+    assert db.execute("SELECT count(*) FROM datasets.weekly").fetchone() == (80,)
+
+
 def test_ingest_of_a_bad_file_exits_non_zero_with_the_error(env, tmp_path):
     path = tmp_path / "broken.csv"
     path.write_text('id,name\n1,"never closed\n2,b\n')
