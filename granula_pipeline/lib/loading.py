@@ -88,7 +88,7 @@ def load_chunk(
             conn.rollback()
             return ChunkResult(chunk.index, "already_loaded", 0, 0, "none", 0.0)
         if target.format == CSV:
-            count = min(streams, chunk.byte_count // min_part_bytes)
+            count = max(1, min(streams, chunk.byte_count // min_part_bytes))
             loads = _load_csv_parts(conninfo, conn, target, chunk, path, count)
         else:  # NDJSON and Parquet: parsed in Python, one stream is enough
             loads = [_load_records(conn, target, chunk, path)]
@@ -188,14 +188,16 @@ def _load_part(
     """COPY one part of a CSV chunk in `conn`'s open transaction; rows refused are quarantined."""
     _set_lineage(conn, target, chunk_index)
     rows = None
-    quoted = data.find(b'"', part.start, part.end) != -1
-    view = memoryview(data)[part.start : part.end]
-    if not (quoted and has_stray_quotes(view, target.delimiter)):
+    if not has_stray_quotes(data, target.delimiter, part.start, part.end):
         rows = copy_as_is(conn, target, chunk_index, data, part.start, part.end)
     if rows is not None:
         return _PartLoad(rows, [], "copy")
     parsed = parse_chunk(
-        bytes(view), target.columns, part.first_line, target.encoding, target.delimiter
+        data[part.start : part.end],
+        target.columns,
+        part.first_line,
+        target.encoding,
+        target.delimiter,
     )
     frame = normalise_nulls(parsed.frame, target.columns)
     rows, rejected = copy_checked(conn, target, part.first_line, frame, parsed.rejected)

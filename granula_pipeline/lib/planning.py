@@ -147,15 +147,21 @@ def plan_file(
     return FilePlan(chunks=cutter.chunks, size_bytes=pos, content_hash=digest.hexdigest())
 
 
-def has_stray_quotes(chunk: bytes | memoryview, delimiter: str = ",") -> bool:
-    """Whether whole records hold a quote inside an unquoted field (`12"N`, `a""b`).
+def has_stray_quotes(
+    chunk: bytes, delimiter: str = ",", start: int = 0, end: int | None = None
+) -> bool:
+    """Whether the whole records in bytes [start, end) of `chunk` hold a quote inside an unquoted
+    field (`12"N`, `a""b`).
 
     PostgreSQL reads such quotes as quoting and drops them, where csv and polars keep them, so
     those bytes must go through the parser rather than straight to COPY.
     """
-    data = np.frombuffer(chunk, dtype=np.uint8)
+    end = len(chunk) if end is None else end
+    if chunk.find(b'"', start, end) == -1:
+        return False
+    data = np.frombuffer(chunk, dtype=np.uint8, count=end - start, offset=start)
     quotes = np.flatnonzero(data == QUOTE)
-    return bool(len(quotes)) and bool(len(_stray_quotes(data, quotes, NEWLINE, 0, delimiter)))
+    return bool(len(_stray_quotes(data, quotes, NEWLINE, 0, delimiter)))
 
 
 def _stray_quotes(
