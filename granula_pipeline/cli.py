@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from granula_pipeline.lib.control import FileRecord, file_by_id
-from granula_pipeline.lib.database import ensure_migrated
-from granula_pipeline.lib.inbox import InboxFile
-from granula_pipeline.lib.submission import copy_into_inbox, register_file
+from granula_pipeline.lib.control.files import FileRecord, file_by_id
+from granula_pipeline.lib.db.migrate import ensure_migrated
+from granula_pipeline.lib.inbox.scan import InboxFile
+from granula_pipeline.lib.inbox.submission import copy_into_inbox, register_file
 from granula_pipeline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 def _import_dagster() -> None:
     """Import Dagster and the job with the collector paused (see `_collector_paused`)."""
     with _collector_paused():
-        import granula_pipeline.defs.launch  # noqa: F401
+        import granula_pipeline.runs  # noqa: F401
 
 
 @contextmanager
@@ -167,7 +167,7 @@ def _instance() -> Iterator[DagsterInstance]:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from granula_pipeline.lib.file_load import prepare_ahead
+    from granula_pipeline.lib.load.file import prepare_ahead
 
     path = _existing_file(args.path)
 
@@ -180,8 +180,8 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     with ThreadPoolExecutor(max_workers=1) as pool:
         registering = pool.submit(register_and_plan)
         _import_dagster()
-        from granula_pipeline.defs.launch import ingest_registered
         from granula_pipeline.defs.resources import GranulaResource
+        from granula_pipeline.runs import ingest_registered
 
         with _instance() as instance:
             record, found, run_id = registering.result()
@@ -193,8 +193,8 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
-    from granula_pipeline.defs.launch import retry
     from granula_pipeline.defs.resources import GranulaResource
+    from granula_pipeline.runs import retry
 
     with _instance() as instance:
         try:
@@ -206,8 +206,8 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
-    from granula_pipeline.defs.launch import register
     from granula_pipeline.defs.resources import GranulaResource
+    from granula_pipeline.runs import register
 
     if not os.environ.get("DAGSTER_HOME"):
         raise CliError("set DAGSTER_HOME to the Dagster instance that will run the file")
@@ -252,7 +252,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _results(args: argparse.Namespace, settings: Settings) -> int:
-    from granula_pipeline.lib.results import TableGone, file_results
+    from granula_pipeline.lib.control.results import TableGone, file_results
 
     ensure_migrated(settings)
     with psycopg.connect(settings.psycopg_conninfo) as conn:
@@ -265,9 +265,9 @@ def _results(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _prune(args: argparse.Namespace, settings: Settings) -> int:
-    from granula_pipeline.defs.launch import prune
     from granula_pipeline.defs.resources import GranulaResource
-    from granula_pipeline.lib.retention import parse_age
+    from granula_pipeline.lib.control.retention import parse_age
+    from granula_pipeline.runs import prune
 
     try:
         age = parse_age(args.older_than)
@@ -290,8 +290,8 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     if not args.load:
         uvicorn.run(create_app(settings), host=args.host, port=args.port)
         return 0
-    from granula_pipeline.defs.launch import BackgroundLoader
     from granula_pipeline.defs.resources import GranulaResource
+    from granula_pipeline.runs import BackgroundLoader
 
     with _instance() as instance:
         loader = BackgroundLoader(instance, GranulaResource())

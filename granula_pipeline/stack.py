@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.lib.db.migrate import ensure_migrated
 from granula_pipeline.settings import Settings
 
 STATE_DIR = Path(".granula")

@@ -17,7 +17,7 @@ import pytest
 from dagster import DagsterInstance, instance_for_test
 
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.lib.db.migrate import ensure_migrated
 from granula_pipeline.settings import Settings
 
 ADMIN_URL = os.environ.get(

@@ -7,9 +7,9 @@ from pathlib import Path
 import psycopg
 from dagster import DagsterInstance
 
-from granula_pipeline.defs.launch import ingest
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.lib.control import FileRecord
+from granula_pipeline.lib.control.files import FileRecord
+from granula_pipeline.runs import ingest
 from granula_pipeline.settings import Settings
 
 

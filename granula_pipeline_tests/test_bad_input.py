@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from granula_pipeline.defs.launch import ingest
 from granula_pipeline.defs.resources import GranulaResource
+from granula_pipeline.runs import ingest
 
 
 def load(instance, granula, path: Path, **kwargs):

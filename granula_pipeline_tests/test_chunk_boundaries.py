@@ -17,8 +17,8 @@ from datetime import date, timedelta
 import pytest
 from dagster import DagsterInstance
 
-from granula_pipeline.defs.launch import ingest
 from granula_pipeline.defs.resources import GranulaResource
+from granula_pipeline.runs import ingest
 
 ROWS = 3_000
 NOTES = [

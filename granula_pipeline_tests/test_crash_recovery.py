@@ -15,9 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from granula_pipeline.defs.launch import ingest
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.lib.db.migrate import ensure_migrated
+from granula_pipeline.runs import ingest
 from granula_pipeline.settings import Settings
 from granula_pipeline_tests.factories import write_orders
 

@@ -18,10 +18,10 @@ import pytest
 from dagster import DagsterInstance
 from psycopg import sql
 
-from granula_pipeline.defs.launch import ingest
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.lib.control import FileRecord
-from granula_pipeline.lib.tables import LINEAGE_COLUMNS
+from granula_pipeline.lib.control.files import FileRecord
+from granula_pipeline.lib.load.tables import LINEAGE_COLUMNS
+from granula_pipeline.runs import ingest
 
 SPECTRUM = Path(__file__).parent / "fixtures" / "csv-spectrum"
 CASES = sorted(path.stem for path in (SPECTRUM / "csvs").glob("*.csv"))

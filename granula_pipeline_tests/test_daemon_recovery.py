@@ -14,8 +14,8 @@ import pytest
 import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from granula_pipeline.defs.launch import ingest
 from granula_pipeline.defs.watchdog import worker_pid
+from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.test_crash_recovery import slow_down, wait_for
 

@@ -30,7 +30,7 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 from dagster_webserver.cli import cli as webserver_cli
 from sqlalchemy.engine import make_url
 
-from granula_pipeline.lib.database import ensure_migrated, latest_revision
+from granula_pipeline.lib.db.migrate import ensure_migrated, latest_revision
 from granula_pipeline.settings import Settings, sqlalchemy_url
 
 REPO = Path(__file__).resolve().parents[1]

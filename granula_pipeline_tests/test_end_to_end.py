@@ -1,6 +1,6 @@
 """A file dropped in the inbox, through the real job, into a typed table."""
 
-from granula_pipeline.defs.launch import ingest
+from granula_pipeline.runs import ingest
 
 
 def test_inbox_file_loads_typed_rows_with_lineage_and_moves_to_processed(

@@ -9,8 +9,8 @@ import pytest
 from dagster import AssetKey, DagsterEventType, ReexecutionOptions, execute_job, reconstructable
 
 from granula_pipeline.definitions import ingest_file_job
-from granula_pipeline.defs.launch import ingest, retry
 from granula_pipeline.defs.resources import GranulaResource
+from granula_pipeline.runs import ingest, retry
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.faults import clear_fault, inject_fault
 

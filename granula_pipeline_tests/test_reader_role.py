@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from dagster_postgres import PostgresRunStorage
 
-from granula_pipeline.defs.launch import ingest
+from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
 
 

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from granula_pipeline.defs.launch import ingest, prune
 from granula_pipeline.defs.partitions import inbox_partitions
-from granula_pipeline.lib.retention import parse_age
+from granula_pipeline.lib.control.retention import parse_age
+from granula_pipeline.runs import ingest, prune
 from granula_pipeline_tests.factories import write_orders
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from granula_pipeline.defs.launch import ingest
-from granula_pipeline.lib.tables import widened_type
+from granula_pipeline.lib.load.tables import widened_type
+from granula_pipeline.runs import ingest
 
 
 def load(instance, granula, settings, name: str, text: str, dataset: str):

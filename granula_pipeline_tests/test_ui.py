@@ -27,9 +27,9 @@ import psycopg
 import pytest
 from dagster import DagsterInstance
 
-from granula_pipeline.defs.launch import ingest
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.lib.control import FileRecord
+from granula_pipeline.lib.control.files import FileRecord
+from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.faults import inject_fault
 

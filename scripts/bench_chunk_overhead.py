@@ -73,8 +73,8 @@ def child(path: Path) -> int:
     from dagster import DagsterEventType, DagsterInstance
 
     from granula_pipeline.defs import ingest as ingest_defs
-    from granula_pipeline.defs.launch import ingest
     from granula_pipeline.defs.resources import GranulaResource
+    from granula_pipeline.runs import ingest
 
     spent = {"prepare": 0.0, "chunks": 0.0, "settle": 0.0, "shell": 0.0}
 

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from granula_pipeline.api.routes import OnUpload, router
-from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.lib.db.migrate import ensure_migrated
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.settings import Settings
 

@@ -21,11 +21,11 @@ from granula_pipeline.api.schemas import (
     json_value,
 )
 from granula_pipeline.api.upload import FILE_FIELD, UploadMissing, UploadReceiver
-from granula_pipeline.lib.control import FileRecord, file_by_id
+from granula_pipeline.lib.control.files import FileRecord, file_by_id
+from granula_pipeline.lib.control.results import MAX_LIMIT, TableGone, file_results
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.inbox import MAX_PRIORITY
-from granula_pipeline.lib.results import MAX_LIMIT, TableGone, file_results
-from granula_pipeline.lib.submission import (
+from granula_pipeline.lib.inbox.scan import MAX_PRIORITY
+from granula_pipeline.lib.inbox.submission import (
     inbox_folder,
     publish,
     register_file,

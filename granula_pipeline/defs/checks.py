@@ -21,7 +21,7 @@ from granula_pipeline.defs.status import (
     ROWS_ADD_UP,
     check_results,
 )
-from granula_pipeline.lib import control
+from granula_pipeline.lib.control import files as control
 
 # Per-partition checks are a Dagster preview feature, chosen knowingly: said here once, not in
 # every command's output.

@@ -29,19 +29,20 @@ from granula_pipeline.defs.status import (
     status_metadata,
     table_metadata,
 )
-from granula_pipeline.lib import chunk_ledger, control
-from granula_pipeline.lib.control import FINAL_STATUSES, FileRecord
-from granula_pipeline.lib.copying import LoadTarget
+from granula_pipeline.lib.control import chunks as chunk_ledger
+from granula_pipeline.lib.control import files as control
+from granula_pipeline.lib.control.files import FINAL_STATUSES, FileRecord
 from granula_pipeline.lib.errors import BadInputError, describe, is_transient
-from granula_pipeline.lib.file_load import (
+from granula_pipeline.lib.load.chunk import ChunkResult
+from granula_pipeline.lib.load.chunk import load_chunk as load_chunk_rows
+from granula_pipeline.lib.load.copying import LoadTarget
+from granula_pipeline.lib.load.file import (
     prepare_load,
     settle_file,
     take_prepared,
     unfinished_chunks,
 )
-from granula_pipeline.lib.loading import ChunkResult
-from granula_pipeline.lib.loading import load_chunk as load_chunk_rows
-from granula_pipeline.lib.planning import ChunkPlan
+from granula_pipeline.lib.plan.chunks import ChunkPlan
 from granula_pipeline.settings import Settings, load_settings
 
 FORCE_TAG = "granula/force"

@@ -15,9 +15,9 @@ from dagster import (
 from granula_pipeline.defs.ingest import ingest_file
 from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.lib import control
-from granula_pipeline.lib.database import ensure_migrated
-from granula_pipeline.lib.inbox import InboxCursor, InboxFile, scan_inbox, select_ready
+from granula_pipeline.lib.control import files as control
+from granula_pipeline.lib.db.migrate import ensure_migrated
+from granula_pipeline.lib.inbox.scan import InboxCursor, InboxFile, scan_inbox, select_ready
 from granula_pipeline.settings import load_settings
 
 

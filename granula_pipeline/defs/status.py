@@ -14,8 +14,8 @@ from dagster import (
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from granula_pipeline.lib import control
-from granula_pipeline.lib.control import FileRecord
+from granula_pipeline.lib.control import files as control
+from granula_pipeline.lib.control.files import FileRecord
 from granula_pipeline.settings import Settings
 
 FILE_STATUS = AssetKey("file_status")

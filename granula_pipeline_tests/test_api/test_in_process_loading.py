@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from granula_pipeline.api import create_app
-from granula_pipeline.defs.launch import BackgroundLoader
+from granula_pipeline.runs import BackgroundLoader
 
 
 def test_an_upload_is_loaded_in_the_background_and_leaves_the_inbox(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from granula_pipeline.defs.launch import ingest
-from granula_pipeline.lib.results import MAX_LIMIT
+from granula_pipeline.lib.control.results import MAX_LIMIT
+from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
 
 TYPED_CSV = (

@@ -10,7 +10,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from granula_pipeline.api import create_app
-from granula_pipeline.lib.inbox import scan_inbox
+from granula_pipeline.lib.inbox.scan import scan_inbox
 
 CSV = b"id,name\n1,a\n2,b\n"
 

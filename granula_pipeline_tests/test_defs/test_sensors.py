@@ -10,7 +10,7 @@ from dagster import SensorResult, build_sensor_context
 
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.sensors import inbox_sensor
-from granula_pipeline.lib import control
+from granula_pipeline.lib.control import files as control
 
 
 def tick(instance, granula: GranulaResource, cursor: str | None) -> SensorResult:

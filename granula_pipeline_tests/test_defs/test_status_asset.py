@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dagster import AssetCheckKey, AssetKey
 
-from granula_pipeline.defs.launch import ingest
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.status import COLUMNS_UNCHANGED, NO_FAILED_CHUNKS, ROWS_ADD_UP
+from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.faults import inject_fault
 

@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.header import column_names, read_header
+from granula_pipeline.lib.formats.csv.header import column_names, read_header
 
 
 @pytest.mark.parametrize(

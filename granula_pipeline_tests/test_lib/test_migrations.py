@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from granula_pipeline.lib.database import current_revision, latest_revision
-from granula_pipeline.lib.migrate import upgrade_database
+from granula_pipeline.lib.db.migrate import current_revision, latest_revision
+from granula_pipeline.lib.db.upgrade import upgrade_database
 from granula_pipeline.settings import sqlalchemy_url
 
 CATALOG = """

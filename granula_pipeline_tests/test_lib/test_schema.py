@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from granula_pipeline.lib.schema import infer_columns, whole_records
+from granula_pipeline.lib.formats.types import infer_columns, whole_records
 
 
 def inferred(*lines: str) -> str:

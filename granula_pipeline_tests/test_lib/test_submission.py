@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.submission import copy_into_inbox, inbox_folder, upload_name
+from granula_pipeline.lib.inbox.submission import copy_into_inbox, inbox_folder, upload_name
 
 CSV_TYPES = frozenset({"text/csv", "application/csv"})
 

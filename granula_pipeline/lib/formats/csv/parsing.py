@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from granula_pipeline.lib.schema import NULL_TOKENS, TEXT, Column
+from granula_pipeline.lib.formats.types import NULL_TOKENS, TEXT, Column
 
 LINE_COLUMN = "_granula_line"
 UNDECODABLE = re.compile("[\udc80-\udcff]")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import psycopg
 from psycopg.types.json import Jsonb
 
-from granula_pipeline.lib.chunk_parsing import Rejected, storable
-from granula_pipeline.lib.control import refresh_file
-from granula_pipeline.lib.formats import SourceFormat
-from granula_pipeline.lib.planning import ChunkPlan
+from granula_pipeline.lib.control.files import refresh_file
+from granula_pipeline.lib.formats.csv.parsing import Rejected, storable
+from granula_pipeline.lib.formats.source import SourceFormat
+from granula_pipeline.lib.plan.chunks import ChunkPlan
 
 
 def planned_chunks(

@@ -13,16 +13,16 @@ from typing import Any
 
 import polars as pl
 
-from granula_pipeline.lib.chunk_parsing import (
+from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats.csv.header import column_names
+from granula_pipeline.lib.formats.csv.parsing import (
     LINE_COLUMN,
     UNDECODABLE,
     ParsedChunk,
     Rejected,
     python_codec,
 )
-from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.header import column_names
-from granula_pipeline.lib.schema import TEXT, Column, column_type
+from granula_pipeline.lib.formats.types import TEXT, Column, column_type
 
 JSONB = "jsonb"
 TEMPORAL = ("date", "time without time zone", "timestamp without time zone")

@@ -14,11 +14,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from granula_pipeline.lib.chunk_parsing import LINE_COLUMN
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.header import column_names
-from granula_pipeline.lib.planning import BLOCK_BYTES, ChunkPlan, FilePlan
-from granula_pipeline.lib.schema import TEXT, Column, pg_type_for
+from granula_pipeline.lib.formats.csv.header import column_names
+from granula_pipeline.lib.formats.csv.parsing import LINE_COLUMN
+from granula_pipeline.lib.formats.types import TEXT, Column, pg_type_for
+from granula_pipeline.lib.plan.chunks import BLOCK_BYTES, ChunkPlan, FilePlan
 
 JSONB, BYTEA = "jsonb", "bytea"
 _NESTED = (pl.Struct, pl.List, pl.Array)

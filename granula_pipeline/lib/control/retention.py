@@ -9,7 +9,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
-from granula_pipeline.lib.control import FileRecord
+from granula_pipeline.lib.control.files import FileRecord
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}

@@ -15,12 +15,12 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from granula_pipeline.lib.chunk_parsing import LINE_COLUMN, Rejected, quoted, type_problems
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.formats import CSV
-from granula_pipeline.lib.planning import record_ends
-from granula_pipeline.lib.schema import Column
-from granula_pipeline.lib.tables import LINEAGE_COLUMNS
+from granula_pipeline.lib.formats.csv.parsing import LINE_COLUMN, Rejected, quoted, type_problems
+from granula_pipeline.lib.formats.source import CSV
+from granula_pipeline.lib.formats.types import Column
+from granula_pipeline.lib.load.tables import LINEAGE_COLUMNS
+from granula_pipeline.lib.plan.chunks import record_ends
 
 COPY_BLOCK_BYTES = 1024 * 1024
 MAX_REFUSALS_PER_CHUNK = 1000

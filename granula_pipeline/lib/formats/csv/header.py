@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.formats import open_source
+from granula_pipeline.lib.formats.source import open_source
 
 HEADER_MAX_BYTES = 1024 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"

@@ -35,7 +35,7 @@ def ensure_migrated(settings: Settings) -> None:
         if url in _migrated:
             return
         if current_revision(settings.psycopg_conninfo) != latest_revision():
-            from granula_pipeline.lib.migrate import upgrade_database  # Alembic loads slowly
+            from granula_pipeline.lib.db.upgrade import upgrade_database  # Alembic loads slowly
 
             upgrade_database(url)
         _migrated.add(url)

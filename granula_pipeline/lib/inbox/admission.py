@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.formats import content_type, open_source
+from granula_pipeline.lib.formats.source import content_type, open_source
 
 SNIFF_BYTES = 1024 * 1024
 BINARY_SIGNATURES = {

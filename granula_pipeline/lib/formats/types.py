@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from granula_pipeline.lib.planning import NEWLINE, QUOTE
+from granula_pipeline.lib.plan.chunks import NEWLINE, QUOTE
 
 # Tokens that mean "no value" in a typed (non-text) column. Text columns keep them as written.
 NULL_TOKENS = ["NA", "N/A", "n/a", "#N/A", "null", "NULL", "None", "nan"]

@@ -15,19 +15,19 @@ from pathlib import Path, PureWindowsPath
 
 import psycopg
 
-from granula_pipeline.lib import control
-from granula_pipeline.lib.control import FileRecord
-from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.lib.control import files as control
+from granula_pipeline.lib.control.files import FileRecord
+from granula_pipeline.lib.db.migrate import ensure_migrated
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.formats import content_type
-from granula_pipeline.lib.inbox import (
+from granula_pipeline.lib.formats.source import content_type
+from granula_pipeline.lib.inbox.scan import (
     MAX_PRIORITY,
     InboxFile,
     dataset_from_filename,
     describe,
     is_temporary,
 )
-from granula_pipeline.lib.tables import table_name_for
+from granula_pipeline.lib.load.tables import table_name_for
 from granula_pipeline.settings import Settings
 
 MAX_NAME_BYTES = 200

@@ -11,7 +11,7 @@ MIGRATION_LOCK_ID = 7_461_201  # arbitrary, fixed: serialises concurrent start-u
 
 def run_migrations_online() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
-    assert url, "sqlalchemy.url must be set by granula_pipeline.lib.migrate"
+    assert url, "sqlalchemy.url must be set by granula_pipeline.lib.db.upgrade"
     engine = create_engine(url)
     with engine.connect() as connection:
         connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import psycopg
 
-from granula_pipeline.lib import chunk_ledger, control
-from granula_pipeline.lib.admission import check_admissible
-from granula_pipeline.lib.control import FileRecord
-from granula_pipeline.lib.copying import LoadTarget
-from granula_pipeline.lib.database import ensure_migrated
+from granula_pipeline.lib.control import chunks as chunk_ledger
+from granula_pipeline.lib.control import files as control
+from granula_pipeline.lib.control.files import FileRecord
+from granula_pipeline.lib.db.migrate import ensure_migrated
 from granula_pipeline.lib.errors import BadInputError, is_transient
-from granula_pipeline.lib.formats import SourceFormat, identify
-from granula_pipeline.lib.planning import ChunkPlan
-from granula_pipeline.lib.survey import survey_file
-from granula_pipeline.lib.tables import ensure_table, table_name_for
+from granula_pipeline.lib.formats.source import SourceFormat, identify
+from granula_pipeline.lib.inbox.admission import check_admissible
+from granula_pipeline.lib.load.copying import LoadTarget
+from granula_pipeline.lib.load.tables import ensure_table, table_name_for
+from granula_pipeline.lib.plan.chunks import ChunkPlan
+from granula_pipeline.lib.plan.survey import survey_file
 from granula_pipeline.settings import Settings
 
 

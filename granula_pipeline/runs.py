@@ -13,12 +13,12 @@ from granula_pipeline.defs.ingest import FORCE_TAG, ingest_file
 from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.sensors import run_tags
-from granula_pipeline.lib import control
-from granula_pipeline.lib.control import FileRecord
-from granula_pipeline.lib.database import ensure_migrated
-from granula_pipeline.lib.inbox import InboxFile
-from granula_pipeline.lib.retention import ended_before, forget_file
-from granula_pipeline.lib.submission import register_file
+from granula_pipeline.lib.control import files as control
+from granula_pipeline.lib.control.files import FileRecord
+from granula_pipeline.lib.control.retention import ended_before, forget_file
+from granula_pipeline.lib.db.migrate import ensure_migrated
+from granula_pipeline.lib.inbox.scan import InboxFile
+from granula_pipeline.lib.inbox.submission import register_file
 
 
 def register(

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.formats import open_source
+from granula_pipeline.lib.formats.source import open_source
 
 BLOCK_BYTES = 8 * 1024 * 1024
 NEWLINE, QUOTE, CR = 10, 34, 13
