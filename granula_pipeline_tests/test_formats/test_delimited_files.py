@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from granula_pipeline.lib.formats.source import content_type, sniff_delimiter
+from granula_pipeline.lib.formats.csv.dialect import sniff_delimiter
+from granula_pipeline.lib.formats.source import content_type
 from granula_pipeline_tests.loads import chunks, column_types, failed_copy, load, rejected
 
 ROWS = 40

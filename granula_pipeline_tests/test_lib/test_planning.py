@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats.csv import records as record_rule
 from granula_pipeline.lib.formats.csv.header import read_header
 from granula_pipeline.lib.plan import chunks as planning
 from granula_pipeline.lib.plan.chunks import FilePlan, plan_file
@@ -97,7 +98,7 @@ def test_chunks_hold_whole_records_whatever_the_quoted_fields_contain(
     assert_whole_records(content, result, read_header(path).data_offset)
     assert result.planned_rows == len(rows)
     assert not any(
-        planning.has_stray_quotes(content[c.byte_start : c.byte_end]) for c in result.chunks
+        record_rule.has_stray_quotes(content[c.byte_start : c.byte_end]) for c in result.chunks
     ), "well-formed: COPY as it is"
     for chunk in result.chunks:
         assert chunk.planned_rows <= chunk_rows
@@ -121,13 +122,13 @@ def test_chunks_hold_whole_records_whatever_the_quoted_fields_contain(
 @settings(max_examples=300, deadline=None, database=None)
 def test_parts_of_a_chunk_are_whole_records_of_about_equal_size(rows, terminator, trailing, parts):
     data = csv_bytes(rows, terminator=terminator, trailing=trailing)
-    cuts = planning.split_records(data, parts)
+    cuts = record_rule.split_records(data, parts)
 
     assert len(cuts) < parts
     assert cuts == sorted(set(cuts)) and all(0 < cut < len(data) for cut in cuts)
     pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
     assert [r for piece in pieces for r in records(piece)] == records(data)
-    ends, _ = planning.record_ends(data)
+    ends, _ = record_rule.record_ends(data)
     for k, cut in enumerate(cuts, start=1):
         assert cut in ends, "a cut is a record end"
         # ... the first one at or after its share of the bytes
@@ -212,11 +213,13 @@ def test_quote_inside_an_unquoted_field_flags_only_its_chunk(tmp_path, field):
     path = tmp_path / "coordinates.csv"
     path.write_bytes(content)
     result = plan(path, chunk_rows=1)
-    flags = [planning.has_stray_quotes(content[c.byte_start : c.byte_end]) for c in result.chunks]
+    flags = [
+        record_rule.has_stray_quotes(content[c.byte_start : c.byte_end]) for c in result.chunks
+    ]
     assert flags == [False, True, False]
     # Judged in place, as a loader's part is: the same answer for each range of the whole file.
     ranges = [(c.byte_start, c.byte_end) for c in result.chunks]
-    assert [planning.has_stray_quotes(content, ",", a, b) for a, b in ranges] == flags
+    assert [record_rule.has_stray_quotes(content, ",", a, b) for a, b in ranges] == flags
 
 
 def test_content_hash_is_the_whole_files_hash_whatever_the_chunking(tmp_path, monkeypatch):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from granula_pipeline.lib.formats.types import infer_columns, whole_records
+from granula_pipeline.lib.formats.csv.records import whole_records
+from granula_pipeline.lib.formats.types import infer_columns
 
 
 def inferred(*lines: str) -> str:

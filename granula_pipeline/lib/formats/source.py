@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats.csv.dialect import sniff_delimiter
 
 CSV, NDJSON, PARQUET = "csv", "ndjson", "parquet"
 GZIP = "gzip"
@@ -35,8 +36,8 @@ FORMAT_BY_CONTENT_TYPE: dict[str, str] = {
     "application/jsonl": NDJSON,
     "application/vnd.apache.parquet": PARQUET,
 }
-DELIMITERS = (",", ";", "|", "\t")
-SNIFF_BYTES = 64 * 1024
+# How much of a file's start is read to judge it: its encoding, delimiter and header.
+HEAD_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -81,24 +82,13 @@ def identify(path: Path, *, csv_delimiter: str = "") -> SourceFormat:
         return SourceFormat(CSV, compression, "\t")
     if csv_delimiter:
         return SourceFormat(CSV, compression, csv_delimiter)
+    return SourceFormat(CSV, compression, sniff_delimiter(read_head(path, compression)))
+
+
+def read_head(path: Path, compression: str | None = None) -> bytes:
+    """The first HEAD_BYTES of the file's (decompressed) bytes."""
     with open_source(path, compression) as source:
-        head = source.read(SNIFF_BYTES)
-    return SourceFormat(CSV, compression, sniff_delimiter(head))
-
-
-def sniff_delimiter(head: bytes) -> str:
-    """The most frequent of `, ; | tab` outside quotes on the first line; a comma if none."""
-    counts = dict.fromkeys(DELIMITERS, 0)
-    in_quote = False
-    for char in head.decode("utf-8", errors="replace"):
-        if char == '"':
-            in_quote = not in_quote
-        elif char == "\n" and not in_quote:
-            break
-        elif not in_quote and char in counts:
-            counts[char] += 1
-    best = max(DELIMITERS, key=lambda d: counts[d])  # ties go to the earlier, the comma first
-    return best if counts[best] else ","
+        return source.read(HEAD_BYTES)
 
 
 @contextmanager

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
-
-from granula_pipeline.lib.plan.chunks import NEWLINE, QUOTE
 
 # Tokens that mean "no value" in a typed (non-text) column. Text columns keep them as written.
 NULL_TOKENS = ["NA", "N/A", "n/a", "#N/A", "null", "NULL", "None", "nan"]
@@ -121,15 +118,3 @@ def _temporal_type(values: pl.Series) -> str | None:
     except (pl.exceptions.PolarsError, ValueError):
         return None
     return "timestamp with time zone" if parsed.dtype.time_zone else "timestamp without time zone"
-
-
-def whole_records(data: bytes) -> bytes:
-    """The longest prefix of `data` that ends at a record boundary (a newline outside quotes)."""
-    array = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(array == NEWLINE)
-    if not len(newlines):
-        return b""
-    quotes = np.flatnonzero(array == QUOTE)
-    even = (np.searchsorted(quotes, newlines) & 1) == 0
-    ends = newlines[even]
-    return data[: int(ends[-1]) + 1] if len(ends) else b""

@@ -25,11 +25,12 @@ from psycopg import sql
 from granula_pipeline.lib.control import chunks as chunk_ledger
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.parsing import Rejected, normalise_nulls, parse_chunk
+from granula_pipeline.lib.formats.csv.records import has_stray_quotes, split_records
 from granula_pipeline.lib.formats.ndjson import parse_ndjson_chunk
 from granula_pipeline.lib.formats.parquet import read_row_groups
 from granula_pipeline.lib.formats.source import CSV, PARQUET, open_source
 from granula_pipeline.lib.load.copying import LoadTarget, copy_as_is, copy_checked
-from granula_pipeline.lib.plan.chunks import ChunkPlan, has_stray_quotes, split_records
+from granula_pipeline.lib.plan.chunks import ChunkPlan
 
 MIN_PART_BYTES = 4 * 1024 * 1024
 

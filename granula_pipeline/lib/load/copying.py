@@ -17,10 +17,10 @@ from psycopg import sql
 
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.parsing import LINE_COLUMN, Rejected, quoted, type_problems
+from granula_pipeline.lib.formats.csv.records import count_records
 from granula_pipeline.lib.formats.source import CSV
 from granula_pipeline.lib.formats.types import Column
 from granula_pipeline.lib.load.tables import LINEAGE_COLUMNS
-from granula_pipeline.lib.plan.chunks import record_ends
 
 COPY_BLOCK_BYTES = 1024 * 1024
 MAX_REFUSALS_PER_CHUNK = 1000
@@ -92,21 +92,14 @@ def copy_as_is(
 
 
 def _records(data: bytes, start: int, end: int) -> tuple[int, bytes | None]:
-    """The records in bytes [start, end) by the planner's rule (a newline after an even number of
-    quotes ends one), and their terminator if every newline ends a record: None where a quoted
-    field holds a newline or a carriage return stands alone."""
+    """The records in bytes [start, end), and their terminator if every newline ends a record:
+    None where a quoted field holds a newline or a carriage return stands alone."""
     newline: bytes | None = b"\n"
     if data.find(b"\r", start, end) != -1:
         same = data.count(b"\r", start, end) == data.count(b"\r\n", start, end)
         newline = b"\r\n" if same else None
-    if data.find(b'"', start, end) == -1:
-        ends = data.count(b"\n", start, end)
-        last_end = data.rfind(b"\n", start, end) + 1 or start
-    else:
-        offsets, quoted_newline = record_ends(memoryview(data)[start:end])
-        ends, last_end = len(offsets), start + int(offsets[-1]) if len(offsets) else start
-        newline = None if quoted_newline else newline
-    return ends + (last_end < end), newline
+    records, quoted_newline = count_records(data, start, end)
+    return records, None if quoted_newline else newline
 
 
 def _blocks(data: bytes, start: int, end: int) -> Iterator[bytes]:

@@ -1,8 +1,7 @@
-"""Split a CSV file into chunks of whole records, by byte offsets, in one streaming pass.
+"""Split a file into chunks of whole records, by byte offsets, in one streaming pass.
 
-A newline ends a record when an even number of quote characters precede it in the data (RFC 4180:
-quotes only ever come in pairs inside a quoted field). That rule is what PostgreSQL's own CSV reader
-applies, so a chunk boundary found here is one `COPY` agrees with, whatever the quoted fields hold.
+Records end where `formats.csv.records` says they do, so a chunk boundary found here is one
+`COPY` agrees with, whatever the quoted fields hold.
 """
 
 from __future__ import annotations
@@ -15,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats.csv.records import NEWLINE, QUOTE, ends_outside_quotes
 from granula_pipeline.lib.formats.source import open_source
 
 BLOCK_BYTES = 8 * 1024 * 1024
-NEWLINE, QUOTE, CR = 10, 34, 13
 
 
 @dataclass(frozen=True)
@@ -123,13 +122,13 @@ def plan_file(
             newlines = np.flatnonzero(data == NEWLINE)
             quoted = quoting and block.find(b'"', skip) != -1
             quotes = np.flatnonzero(data == QUOTE) if quoted else newlines[:0]
-            if len(quotes):
-                parity = (np.searchsorted(quotes, newlines) + in_quote) & 1
-                ends = newlines[parity == 0]
-                lines_after = lines_before + 1 + np.searchsorted(newlines, ends)
-            else:
-                ends = newlines if not in_quote else newlines[:0]
-                lines_after = lines_before + 1 + np.arange(len(ends))
+            ends = ends_outside_quotes(newlines, quotes, in_quote)
+            every = len(ends) == len(newlines)
+            lines_after = (
+                lines_before
+                + 1
+                + (np.arange(len(ends)) if every else np.searchsorted(newlines, ends))
+            )
             in_quote = (in_quote + len(quotes)) & 1
             cutter.feed(ends + base + 1, lines_after)
             if len(lines_after):
@@ -145,74 +144,3 @@ def plan_file(
     if pos > cutter.start:
         cutter.close(pos, cutter.rows + (previous_byte != NEWLINE), lines_before + 1)
     return FilePlan(chunks=cutter.chunks, size_bytes=pos, content_hash=digest.hexdigest())
-
-
-def has_stray_quotes(
-    chunk: bytes, delimiter: str = ",", start: int = 0, end: int | None = None
-) -> bool:
-    """Whether the whole records in bytes [start, end) of `chunk` hold a quote inside an unquoted
-    field (`12"N`, `a""b`).
-
-    PostgreSQL reads such quotes as quoting and drops them, where csv and polars keep them, so
-    those bytes must go through the parser rather than straight to COPY.
-    """
-    end = len(chunk) if end is None else end
-    if chunk.find(b'"', start, end) == -1:
-        return False
-    data = np.frombuffer(chunk, dtype=np.uint8, count=end - start, offset=start)
-    quotes = np.flatnonzero(data == QUOTE)
-    return bool(len(_stray_quotes(data, quotes, NEWLINE, 0, delimiter)))
-
-
-def _stray_quotes(
-    data: np.ndarray, quotes: np.ndarray, previous_byte: int, in_quote: int, delimiter: str = ","
-) -> np.ndarray:
-    """Quotes inside an unquoted field (`12"N`, `a""b`): the bytes must then go through the parser.
-
-    PostgreSQL would read such quotes as quoting and drop them, where csv and polars keep them.
-    An opening quote must follow a field's start, a closing one end the field or double a quote.
-    """
-    before = np.where(quotes > 0, data[np.maximum(quotes - 1, 0)], previous_byte)
-    after_idx = np.minimum(quotes + 1, len(data) - 1)
-    after = np.where(quotes + 1 < len(data), data[after_idx], NEWLINE)
-    separator = ord(delimiter)
-    edge_before = np.array([separator, NEWLINE, QUOTE], dtype=np.uint8)
-    edge_after = np.array([separator, NEWLINE, QUOTE, CR], dtype=np.uint8)
-    opening = ((np.arange(len(quotes)) + in_quote) & 1) == 0
-    stray = np.where(opening, ~np.isin(before, edge_before), ~np.isin(after, edge_after))
-    return quotes[stray]
-
-
-def record_ends(chunk: bytes | memoryview) -> tuple[np.ndarray, bool]:
-    """Offsets just past each record of `chunk` (whole records), and whether a quoted field
-    holds a newline (then not every newline ends a record)."""
-    data = np.frombuffer(chunk, dtype=np.uint8)
-    newlines = np.flatnonzero(data == NEWLINE)
-    quotes = np.flatnonzero(data == QUOTE)
-    if not len(quotes):
-        return newlines + 1, False
-    ends = newlines[(np.searchsorted(quotes, newlines) & 1) == 0]
-    return ends + 1, len(ends) != len(newlines)
-
-
-def split_records(chunk: bytes, parts: int) -> list[int]:
-    """Offsets that cut `chunk` into at most `parts` runs of whole records of about equal size.
-
-    Each cut goes just past the first newline after its target that has an even number of quotes
-    before it. The quotes are counted once, up to the last cut: the chunk is not scanned whole.
-    """
-    cuts: list[int] = []
-    counted_to = quotes = 0
-    for k in range(1, parts):
-        newline = chunk.find(b"\n", max(len(chunk) * k // parts, counted_to))
-        while newline != -1:
-            quotes += chunk.count(b'"', counted_to, newline)
-            counted_to = newline
-            if quotes % 2 == 0:
-                break
-            newline = chunk.find(b"\n", newline + 1)
-        if newline == -1 or newline + 1 >= len(chunk):
-            break
-        cuts.append(newline + 1)
-        counted_to = newline + 1
-    return cuts

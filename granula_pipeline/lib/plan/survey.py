@@ -9,11 +9,12 @@ from pathlib import Path
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.header import UTF8_BOM, read_header
 from granula_pipeline.lib.formats.csv.parsing import python_codec
+from granula_pipeline.lib.formats.csv.records import whole_records
+from granula_pipeline.lib.formats.encoding import detect_encoding
 from granula_pipeline.lib.formats.ndjson import infer_ndjson_columns
 from granula_pipeline.lib.formats.parquet import parquet_columns, plan_row_groups
 from granula_pipeline.lib.formats.source import NDJSON, PARQUET, SourceFormat, open_source
-from granula_pipeline.lib.formats.types import Column, infer_columns, whole_records
-from granula_pipeline.lib.inbox.admission import detect_encoding
+from granula_pipeline.lib.formats.types import Column, infer_columns
 from granula_pipeline.lib.plan.chunks import ChunkPlan, FilePlan, plan_file
 
 SAMPLE_CHUNKS = 16

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.formats.source import open_source
+from granula_pipeline.lib.formats.csv.records import ends_in_quote, first_record_end
+from granula_pipeline.lib.formats.source import HEAD_BYTES, read_head
 
-HEADER_MAX_BYTES = 1024 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"
 PG_IDENTIFIER_MAX_BYTES = 63
 
@@ -34,15 +34,16 @@ def read_header(
 
     Offsets are in the decompressed bytes when the file is compressed.
     """
-    with open_source(path, compression) as source:
-        head = source.read(HEADER_MAX_BYTES)
+    head = read_head(path, compression)
     if not head.strip():
         raise BadInputError("the file is empty: it has no header and no rows")
     offset = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
-    end = _first_record_end(head, offset)
+    end = first_record_end(head, offset)
+    if end is None and len(head) < HEAD_BYTES and not ends_in_quote(head):
+        end = len(head)  # the file is its header alone
     if end is None:
         raise BadInputError(
-            f"no complete header line in the first {HEADER_MAX_BYTES // 1024} KiB", line=1
+            f"no complete header line in the first {HEAD_BYTES // 1024} KiB", line=1
         )
     raw = head[offset:end]
     if b"\x00" in raw:
@@ -64,20 +65,6 @@ def read_header(
         data_offset=end,
         first_data_line=2 + raw.count(b"\n") - (1 if raw.endswith(b"\n") else 0),
     )
-
-
-def _first_record_end(data: bytes, start: int) -> int | None:
-    """Offset just past the first newline outside quotes, or the end if the data has none."""
-    in_quote = False
-    position = start
-    while True:
-        newline = data.find(b"\n", position)
-        if newline < 0:
-            return len(data) if len(data) < HEADER_MAX_BYTES and not in_quote else None
-        in_quote ^= data.count(b'"', position, newline) % 2 == 1
-        if not in_quote:
-            return newline + 1
-        position = newline + 1
 
 
 def column_names(source_names: list[str]) -> list[str]:
