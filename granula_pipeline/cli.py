@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from granula_pipeline.lib.control.files import FileRecord, file_by_id
-from granula_pipeline.lib.db.migrate import ensure_migrated
+from granula_pipeline.lib.control.files import file_by_id
+from granula_pipeline.lib.db import connect
+from granula_pipeline.lib.db.migrate import SchemaBehind, check_migrated, ensure_migrated
 from granula_pipeline.lib.inbox.scan import InboxFile
 from granula_pipeline.lib.inbox.submission import copy_into_inbox, register_file
-from granula_pipeline.settings import Settings, load_settings
+from granula_pipeline.lib.model import FileRecord, FileStatus
+from granula_pipeline.settings import MissingDatabase, Settings, load_settings
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance
@@ -36,7 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     if settings.database_url:
         os.environ.setdefault("DAGSTER_PG_URL", settings.dagster_storage_url)
     try:
+        if args.migrates:
+            ensure_migrated(settings)
         return int(args.handler(args, settings))
+    except (MissingDatabase, SchemaBehind) as exc:
+        _emit({"error": str(exc)})
+        return 2
     except KeyboardInterrupt:
         return 130
     except CliError as exc:
@@ -72,7 +79,7 @@ class CliError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="granula", description=__doc__)
-    parser.set_defaults(dagster=False)
+    parser.set_defaults(dagster=False, migrates=False)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="start PostgreSQL (embedded if no DATABASE_URL) + Dagster")
@@ -93,11 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("path", type=Path)
     submit.add_argument("--priority", type=_priority, default=0)
     submit.add_argument("--dataset", default=None)
-    submit.set_defaults(handler=_submit, dagster=True)
+    submit.set_defaults(handler=_submit, dagster=True, migrates=True)
 
     retry = commands.add_parser("retry", help="load again what did not load of a file")
     retry.add_argument("file_id", type=int)
-    retry.set_defaults(handler=_retry, dagster=True)
+    retry.set_defaults(handler=_retry, dagster=True, migrates=True)
 
     status = commands.add_parser("status", help="a file's status as JSON")
     status.add_argument("file_id", type=int)
@@ -114,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--delete-rows", action="store_true", help="also delete their loaded and control rows"
     )
-    prune.set_defaults(handler=_prune, dagster=True)
+    prune.set_defaults(handler=_prune, dagster=True, migrates=True)
 
     api = commands.add_parser("api", help="serve the HTTP API: upload, status, results")
     api.add_argument("--host", default="127.0.0.1")
@@ -167,13 +174,15 @@ def _instance() -> Iterator[DagsterInstance]:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from granula_pipeline.lib.load.file import prepare_ahead
+    from granula_pipeline.lib.load.file import PlansAhead
 
     path = _existing_file(args.path)
+    plans_ahead = PlansAhead()
 
     def register_and_plan() -> tuple[FileRecord, InboxFile, str]:
+        ensure_migrated(settings)
         record, found = register_file(settings, path, dataset=args.dataset, priority=args.priority)
-        run_id = prepare_ahead(settings, record.partition_key, allow_duplicate=args.force)
+        run_id = plans_ahead.start(settings, record.partition_key, allow_duplicate=args.force)
         return record, found, run_id
 
     # The file is registered and planned on the other core while Dagster loads.
@@ -186,10 +195,16 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         with _instance() as instance:
             record, found, run_id = registering.result()
             final, _ = ingest_registered(
-                instance, GranulaResource(), record, found, force=args.force, run_id=run_id
+                instance,
+                GranulaResource.from_settings(settings),
+                record,
+                found,
+                force=args.force,
+                run_id=run_id,
+                plans_ahead=plans_ahead,
             )
     _emit(final.summary())
-    return 0 if final.status == "completed" else 1
+    return 0 if final.status == FileStatus.COMPLETED else 1
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
@@ -198,11 +213,11 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
 
     with _instance() as instance:
         try:
-            record, _ = retry(instance, GranulaResource(), args.file_id)
+            record, _ = retry(instance, GranulaResource.from_settings(settings), args.file_id)
         except LookupError as exc:
             raise CliError(str(exc)) from exc
     _emit(record.summary())
-    return 0 if record.status == "completed" else 1
+    return 0 if record.status == FileStatus.COMPLETED else 1
 
 
 def _submit(args: argparse.Namespace, settings: Settings) -> int:
@@ -219,7 +234,8 @@ def _submit(args: argparse.Namespace, settings: Settings) -> int:
     except FileExistsError as exc:
         raise CliError(f"{exc.filename2} is already waiting in the inbox") from exc
     with _instance() as instance:
-        record, _ = register(instance, GranulaResource(), destination, dataset=args.dataset)
+        granula = GranulaResource.from_settings(settings)
+        record, _ = register(instance, granula, destination, dataset=args.dataset)
     _emit(
         {
             "file_id": record.file_id,
@@ -245,8 +261,8 @@ def _record(settings: Settings, conn: psycopg.Connection, file_id: int) -> FileR
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    ensure_migrated(settings)
-    with psycopg.connect(settings.psycopg_conninfo) as conn:
+    check_migrated(settings)
+    with connect(settings.psycopg_conninfo) as conn:
         _emit(_record(settings, conn, args.file_id).summary())
     return 0
 
@@ -254,8 +270,8 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 def _results(args: argparse.Namespace, settings: Settings) -> int:
     from granula_pipeline.lib.control.results import TableGone, file_results
 
-    ensure_migrated(settings)
-    with psycopg.connect(settings.psycopg_conninfo) as conn:
+    check_migrated(settings)
+    with connect(settings.psycopg_conninfo) as conn:
         record = _record(settings, conn, args.file_id)
         try:
             _emit(file_results(conn, record, limit=args.limit, offset=args.offset))
@@ -274,7 +290,8 @@ def _prune(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     with _instance() as instance:
-        _emit(prune(instance, GranulaResource(), age, delete_rows=args.delete_rows))
+        granula = GranulaResource.from_settings(settings)
+        _emit(prune(instance, granula, age, delete_rows=args.delete_rows))
     return 0
 
 
@@ -294,7 +311,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     from granula_pipeline.runs import BackgroundLoader
 
     with _instance() as instance:
-        loader = BackgroundLoader(instance, GranulaResource())
+        loader = BackgroundLoader(instance, GranulaResource.from_settings(settings))
         try:
             uvicorn.run(create_app(settings, on_upload=loader), host=args.host, port=args.port)
         finally:

@@ -1,27 +1,46 @@
 """Granula's Dagster definitions: the status asset, its job, the inbox sensor, the resource."""
 
-from dagster import Definitions, mem_io_manager
+from dagster import Definitions, definitions, mem_io_manager
 
 from granula_pipeline.defs.checks import file_checks
 from granula_pipeline.defs.ingest import STATUS_IO_MANAGER, file_status, ingest_file
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.defs.sensors import inbox_sensor
-from granula_pipeline.defs.watchdog import lost_run_watchdog
+from granula_pipeline.defs.sensors import build_inbox_sensor
+from granula_pipeline.defs.watchdog import build_lost_run_watchdog
+from granula_pipeline.lib.load.file import PlansAhead
+from granula_pipeline.settings import Settings, load_settings
 
 
-def build_definitions(granula: GranulaResource) -> Definitions:
+def build_definitions(
+    settings: Settings,
+    *,
+    granula: GranulaResource | None = None,
+    plans_ahead: PlansAhead | None = None,
+) -> Definitions:
+    """Granula's definitions over `settings` (`granula` overrides the resource built from them;
+    `plans_ahead` hands in-process runs the loads `granula ingest` planned ahead)."""
     return Definitions(
         assets=[file_status],
         asset_checks=[file_checks],
         jobs=[ingest_file],
-        sensors=[inbox_sensor, lost_run_watchdog],
-        resources={"granula": granula, STATUS_IO_MANAGER: mem_io_manager},
+        sensors=[
+            build_inbox_sensor(settings.sensor_interval_seconds),
+            build_lost_run_watchdog(settings.watchdog_interval_seconds),
+        ],
+        resources={
+            "granula": granula or GranulaResource.from_settings(settings),
+            STATUS_IO_MANAGER: mem_io_manager,
+            "plans_ahead": plans_ahead or PlansAhead(),
+        },
     )
 
 
-defs = build_definitions(GranulaResource())
+@definitions
+def defs() -> Definitions:
+    """What the code location loads: the definitions over the environment's settings."""
+    return build_definitions(load_settings())
 
 
 def ingest_file_job():
     """The resolved `ingest_file` job, for `reconstructable` (re-execution from Python)."""
-    return defs.resolve_job_def("ingest_file")
+    return build_definitions(load_settings()).resolve_job_def(ingest_file.name)

@@ -1,11 +1,14 @@
-"""Register a file as a partition and run `ingest_file` for it, as the CLI and tests do."""
+"""The run service of the CLI and the API: register a file as a partition and run `ingest_file`
+for it in this process (`execute_in_process`), retry a file, prune old partitions.
+
+Not Dagster definitions: a caller of these functions is itself the run's process, so what it
+hands the run (loads planned ahead) reaches it only because it runs here."""
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from granula_pipeline.definitions import build_definitions
@@ -14,11 +17,11 @@ from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.sensors import run_tags
 from granula_pipeline.lib.control import files as control
-from granula_pipeline.lib.control.files import FileRecord
 from granula_pipeline.lib.control.retention import ended_before, forget_file
-from granula_pipeline.lib.db.migrate import ensure_migrated
 from granula_pipeline.lib.inbox.scan import InboxFile
 from granula_pipeline.lib.inbox.submission import register_file
+from granula_pipeline.lib.load.file import PlansAhead
+from granula_pipeline.lib.model import FileRecord, FileStatus
 
 
 def register(
@@ -30,7 +33,7 @@ def register(
     priority: int | None = None,
 ) -> tuple[FileRecord, dict[str, str]]:
     """Record the file as queued and add its dynamic partition; return it with its run tags."""
-    record, found = register_file(granula.settings(), path, dataset=dataset, priority=priority)
+    record, found = register_file(granula.settings, path, dataset=dataset, priority=priority)
     instance.add_dynamic_partitions(inbox_partitions.name, [record.partition_key])
     return record, run_tags(found)
 
@@ -46,7 +49,7 @@ def ingest(
     log_level: str = "INFO",
 ) -> tuple[FileRecord, ExecuteInProcessResult]:
     """Load one file synchronously through the `ingest_file` job; return its final record."""
-    record, found = register_file(granula.settings(), path, dataset=dataset, priority=priority)
+    record, found = register_file(granula.settings, path, dataset=dataset, priority=priority)
     return ingest_registered(instance, granula, record, found, force=force, log_level=log_level)
 
 
@@ -59,14 +62,15 @@ def ingest_registered(
     force: bool = False,
     log_level: str = "INFO",
     run_id: str | None = None,
+    plans_ahead: PlansAhead | None = None,
 ) -> tuple[FileRecord, ExecuteInProcessResult]:
     """Run `ingest_file` for a file registered already, as run `run_id` if given (the id
-    `prepare_ahead` planned the file for)."""
+    `plans_ahead` planned the file for)."""
     instance.add_dynamic_partitions(inbox_partitions.name, [record.partition_key])
     tags = run_tags(found)
     if force:
         tags[FORCE_TAG] = "true"
-    return _run(instance, granula, record, tags, log_level, run_id)
+    return _run(instance, granula, record, tags, log_level, run_id, plans_ahead)
 
 
 def _run(
@@ -76,8 +80,10 @@ def _run(
     tags: dict[str, str],
     log_level: str,
     run_id: str | None = None,
+    plans_ahead: PlansAhead | None = None,
 ) -> tuple[FileRecord, ExecuteInProcessResult]:
-    job = build_definitions(granula).resolve_job_def(ingest_file.name)
+    definitions = build_definitions(granula.settings, granula=granula, plans_ahead=plans_ahead)
+    job = definitions.resolve_job_def(ingest_file.name)
     result = job.execute_in_process(
         instance=instance,
         run_id=run_id,
@@ -86,7 +92,7 @@ def _run(
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         raise_on_error=False,
     )
-    with psycopg.connect(granula.settings().psycopg_conninfo) as conn:
+    with granula.connect() as conn:
         final = control.file_by_id(conn, record.file_id)
     assert final is not None
     return final, result
@@ -129,13 +135,11 @@ def retry(
 
     Chunks already loaded are recognised and left alone, so every row ends up there exactly once.
     """
-    settings = granula.settings()
-    ensure_migrated(settings)
-    with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
+    with granula.connect(autocommit=True) as conn:
         record = control.file_by_id(conn, file_id)
         if record is None:
             raise LookupError(f"no file with id {file_id}")
-        if record.status == "completed":
+        if record.status == FileStatus.COMPLETED:
             return record, None
         control.reopen_file(conn, file_id)
     instance.add_dynamic_partitions(inbox_partitions.name, [record.partition_key])
@@ -153,11 +157,9 @@ def prune(
 ) -> dict[str, int]:
     """Drop the dynamic partitions of files that ended longer than `age` ago (the UI slows
     down with tens of thousands); with `delete_rows`, their loaded rows and control rows too."""
-    settings = granula.settings()
-    ensure_migrated(settings)
     known = set(instance.get_dynamic_partitions(inbox_partitions.name))
     partitions = rows = 0
-    with psycopg.connect(settings.psycopg_conninfo) as conn:
+    with granula.connect() as conn:
         for record in ended_before(conn, age):
             if record.partition_key in known:
                 instance.delete_dynamic_partition(inbox_partitions.name, record.partition_key)

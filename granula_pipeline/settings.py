@@ -12,6 +12,10 @@ from sqlalchemy.engine import make_url
 DEFAULT_DATA_DIR = Path("data")
 
 
+class MissingDatabase(RuntimeError):
+    """No DATABASE_URL, where one is needed."""
+
+
 class Settings(BaseSettings):
     """What an operator can set; each field's environment variable is its upper-case name."""
 
@@ -105,7 +109,7 @@ class Settings(BaseSettings):
 
     def require_database_url(self) -> str:
         if not self.database_url:
-            raise RuntimeError(
+            raise MissingDatabase(
                 "DATABASE_URL is not set: export it, or run `granula up` (embedded server)."
             )
         return self.database_url

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import os
-
-# The chunk op's RetryPolicy is built when its module is imported: short waits keep tests quick.
-os.environ.setdefault("BASE_BACKOFF", "0.05")
-os.environ.setdefault("MAX_BACKOFF", "0.2")
-
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,14 +40,21 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(database_url: str, data_dir: Path) -> Settings:
-    settings = Settings(database_url=database_url, data_dir=data_dir, settle_seconds=0)
+    # Short retry waits keep the tests quick.
+    settings = Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        settle_seconds=0,
+        base_backoff=0.05,
+        max_backoff=0.2,
+    )
     ensure_migrated(settings)
     return settings
 
 
 @pytest.fixture
 def granula(settings: Settings) -> GranulaResource:
-    return GranulaResource(database_url=settings.database_url, data_dir=str(settings.data_dir))
+    return GranulaResource.from_settings(settings)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import psycopg
 from dagster import DagsterInstance
 
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.lib.control.files import FileRecord
+from granula_pipeline.lib.model import FileRecord
 from granula_pipeline.runs import ingest
 from granula_pipeline.settings import Settings
 
@@ -17,8 +17,8 @@ def load(
     instance: DagsterInstance, settings: Settings, path: Path, *, chunk_size: int = 0
 ) -> FileRecord:
     """Run `ingest_file` for `path` (chunks of `chunk_size` rows when above 0); its final record."""
-    granula = GranulaResource(
-        database_url=settings.database_url, data_dir=str(settings.data_dir), chunk_size=chunk_size
+    granula = GranulaResource.from_settings(
+        settings.model_copy(update={"chunk_size": chunk_size}) if chunk_size else settings
     )
     record, _ = ingest(instance, granula, path, log_level="WARNING")
     return record

@@ -19,8 +19,8 @@ from dagster import DagsterInstance
 from psycopg import sql
 
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.lib.control.files import FileRecord
 from granula_pipeline.lib.load.tables import LINEAGE_COLUMNS
+from granula_pipeline.lib.model import FileRecord
 from granula_pipeline.runs import ingest
 
 SPECTRUM = Path(__file__).parent / "fixtures" / "csv-spectrum"

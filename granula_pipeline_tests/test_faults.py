@@ -19,9 +19,7 @@ ROWS, CHUNK = 600, 100  # six chunks
 
 @pytest.fixture
 def granula(settings) -> GranulaResource:
-    return GranulaResource(
-        database_url=settings.database_url, data_dir=str(settings.data_dir), chunk_size=CHUNK
-    )
+    return GranulaResource.from_settings(settings.model_copy(update={"chunk_size": CHUNK}))
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ import pytest
 from dagster import DagsterInstance
 
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.lib.control.files import FileRecord
+from granula_pipeline.lib.db.migrate import ensure_migrated
+from granula_pipeline.lib.model import FileRecord
 from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.faults import inject_fault
@@ -183,6 +184,7 @@ def loaded(home_instance: DagsterInstance, webserver: Webserver, database_url: s
     boots, and before the browser starts (Playwright's event loop upsets Dagster's runs)."""
     inbox = Path(os.environ["DATA_DIR"]) / "inbox"
     granula = GranulaResource()
+    ensure_migrated(granula.settings)  # as `granula up` does before it starts Dagster
     good, good_run = ingest(home_instance, granula, write_orders(inbox / "orders.csv", ROWS))
     assert good.status == "completed" and good_run.success
     with psycopg.connect(database_url, autocommit=True) as db:

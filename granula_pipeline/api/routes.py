@@ -21,8 +21,9 @@ from granula_pipeline.api.schemas import (
     json_value,
 )
 from granula_pipeline.api.upload import FILE_FIELD, UploadMissing, UploadReceiver
-from granula_pipeline.lib.control.files import FileRecord, file_by_id
+from granula_pipeline.lib.control.files import file_by_id
 from granula_pipeline.lib.control.results import MAX_LIMIT, TableGone, file_results
+from granula_pipeline.lib.db import connect
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.inbox.scan import MAX_PRIORITY
 from granula_pipeline.lib.inbox.submission import (
@@ -32,6 +33,7 @@ from granula_pipeline.lib.inbox.submission import (
     staging_path,
     upload_name,
 )
+from granula_pipeline.lib.model import FileRecord
 from granula_pipeline.settings import Settings
 
 MAX_BIGINT = 2**63 - 1
@@ -46,7 +48,7 @@ def settings_of(request: Request) -> Settings:
 
 def connection(request: Request) -> Iterator[psycopg.Connection]:
     """One connection per request, closed when the answer is sent."""
-    with psycopg.connect(settings_of(request).psycopg_conninfo, autocommit=True) as conn:
+    with connect(settings_of(request).psycopg_conninfo, autocommit=True) as conn:
         yield conn
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from granula_pipeline.lib.control.files import FileRecord
+from granula_pipeline.lib.model import FileRecord
 
 JsonValue = str | int | float | bool | None
 

@@ -3,7 +3,6 @@
 import warnings
 from collections.abc import Iterator
 
-import psycopg
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -47,8 +46,7 @@ CHECKS = {
 def file_checks(
     context: AssetCheckExecutionContext, granula: GranulaResource
 ) -> Iterator[AssetCheckResult]:
-    settings = granula.settings()
-    with psycopg.connect(settings.psycopg_conninfo) as conn:
+    with granula.connect() as conn:
         record = control.file_by_key(conn, context.partition_key)
     if record is None:
         for name in CHECKS:
@@ -59,4 +57,4 @@ def file_checks(
                 description="the file is not registered",
             )
         return
-    yield from check_results(settings, record)
+    yield from check_results(granula, record)

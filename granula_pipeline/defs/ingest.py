@@ -14,6 +14,8 @@ from dagster import (
     OpExecutionContext,
     Out,
     Output,
+    ResourceParam,
+    RetryRequested,
     define_asset_job,
     graph_asset,
     in_process_executor,
@@ -22,7 +24,6 @@ from dagster import (
 
 from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.defs.retries import chunk_retry_policy
 from granula_pipeline.defs.status import (
     FILE_STATUS,
     check_evaluations,
@@ -31,19 +32,11 @@ from granula_pipeline.defs.status import (
 )
 from granula_pipeline.lib.control import chunks as chunk_ledger
 from granula_pipeline.lib.control import files as control
-from granula_pipeline.lib.control.files import FINAL_STATUSES, FileRecord
 from granula_pipeline.lib.errors import BadInputError, describe, is_transient
-from granula_pipeline.lib.load.chunk import ChunkResult
 from granula_pipeline.lib.load.chunk import load_chunk as load_chunk_rows
-from granula_pipeline.lib.load.copying import LoadTarget
-from granula_pipeline.lib.load.file import (
-    prepare_load,
-    settle_file,
-    take_prepared,
-    unfinished_chunks,
-)
-from granula_pipeline.lib.plan.chunks import ChunkPlan
-from granula_pipeline.settings import Settings, load_settings
+from granula_pipeline.lib.load.file import PlansAhead, prepare_load, settle_file, unfinished_chunks
+from granula_pipeline.lib.load.retries import Backoff
+from granula_pipeline.lib.model import ChunkPlan, ChunkResult, FileRecord, LoadTarget
 
 FORCE_TAG = "granula/force"
 
@@ -54,19 +47,37 @@ class ChunkTask:
     chunk: ChunkPlan
 
 
-RETRY_POLICY = chunk_retry_policy(load_settings())
+def retry_if_transient(context: OpExecutionContext, granula: GranulaResource, exc: Exception):
+    """Ask Dagster to run the step again after a backoff, if `exc` may pass and tries are left.
+
+    The one place that decides on retries: the wait is capped and jittered (`Backoff`), and
+    Dagster's RetryRequested carries it out. Returns (without raising) when the step must fail.
+    """
+    settings = granula.settings
+    if isinstance(exc, BadInputError) or not is_transient(exc):
+        return
+    backoff = Backoff(settings.max_retries, settings.base_backoff, settings.max_backoff)
+    wait = backoff.wait_before(context.retry_number + 1)
+    if wait is None:
+        return
+    context.log.warning(
+        f"transient failure (attempt {context.retry_number + 1} of {settings.max_retries + 1}), "
+        f"will retry with backoff in {wait:.2f}s: {describe(exc)}"
+    )
+    raise RetryRequested(max_retries=settings.max_retries, seconds_to_wait=wait) from exc
 
 
 @op(
     out={"target": Out(LoadTarget), "chunks": DynamicOut(ChunkTask)},
     tags={"kind": "polars"},
-    retry_policy=RETRY_POLICY,
 )
-def plan_chunks(context: OpExecutionContext, granula: GranulaResource):
+def plan_chunks(
+    context: OpExecutionContext, granula: GranulaResource, plans_ahead: ResourceParam[PlansAhead]
+):
     """Check the file's header, plan its chunks by byte offsets and make its table ready."""
-    settings = granula.settings()
+    settings = granula.settings
     force = context.run.tags.get(FORCE_TAG) == "true"
-    ahead = take_prepared(context.run_id)
+    ahead = plans_ahead.take(context.run_id)
     try:
         if ahead is not None:
             prepared = ahead.result()
@@ -76,7 +87,10 @@ def plan_chunks(context: OpExecutionContext, granula: GranulaResource):
                 settings, context.partition_key, context.run_id, allow_duplicate=force
             )
     except BadInputError as exc:
-        raise _file_failure(context, settings, str(exc)) from exc
+        raise _file_failure(context, granula, str(exc)) from exc
+    except Exception as exc:
+        retry_if_transient(context, granula, exc)
+        raise
     if prepared.file.duplicate_of is not None:
         context.log.warning(prepared.file.error_message or "duplicate content, not loaded")
     context.log.info(
@@ -92,73 +106,69 @@ def plan_chunks(context: OpExecutionContext, granula: GranulaResource):
         )
 
 
-@op(retry_policy=RETRY_POLICY, tags={"kind": "postgres"})
+@op(tags={"kind": "postgres"})
 def load_chunk(
     context: OpExecutionContext, granula: GranulaResource, task: ChunkTask
 ) -> ChunkResult:
     """COPY one chunk's rows in one transaction with its bookkeeping: exactly once, or not."""
-    settings = granula.settings()
+    settings = granula.settings
     chunk = task.chunk
     try:
         result = load_chunk_rows(
             settings.psycopg_conninfo, task.target, chunk, streams=settings.copy_streams
         )
     except Exception as exc:
-        transient = is_transient(exc) and not isinstance(exc, BadInputError)
-        if transient and context.retry_number < settings.max_retries:
-            context.log.warning(
-                f"chunk {chunk.index}: transient failure (attempt {context.retry_number + 1} of "
-                f"{settings.max_retries + 1}), will retry with backoff: {exc}"
-            )
-            raise
+        retry_if_transient(context, granula, exc)
         error = describe(exc)
-        if transient:
+        if is_transient(exc) and not isinstance(exc, BadInputError):
             error = f"{error} (still failing after {settings.max_retries} retries)"
         context.log.error(f"chunk {chunk.index} (lines from {chunk.first_line}) failed: {error}")
-        _record_chunk_failure(settings.psycopg_conninfo, task, error)
-        raise _file_failure(context, settings, error, file_id=task.target.file_id) from exc
+        _record_chunk_failure(granula, task, error)
+        raise _file_failure(context, granula, error, file_id=task.target.file_id) from exc
     context.log.info(
         f"chunk {chunk.index} (lines {chunk.first_line}+): {result.outcome}, "
         f"{result.row_count} rows, {result.rejected_rows} rejected, via {result.method} "
         f"({result.parts} {'stream' if result.parts == 1 else 'streams'}) in {result.seconds:.2f}s"
     )
-    _observe_if_ended(context, settings, task.target.file_id)
+    _observe_if_ended(context, granula, task.target.file_id)
     return result
 
 
-def _record_chunk_failure(conninfo: str, task: ChunkTask, error: str) -> None:
+def _record_chunk_failure(granula: GranulaResource, task: ChunkTask, error: str) -> None:
     try:
-        with psycopg.connect(conninfo, autocommit=True) as conn, conn.transaction():
+        with granula.connect(autocommit=True) as conn, conn.transaction():
             chunk_ledger.fail_chunk(conn, task.target.file_id, task.chunk.index, error)
     except psycopg.Error:
         pass  # the database is unreachable: the chunk stays unfinished and a retry will redo it
 
 
 def _file_failure(
-    context: OpExecutionContext, settings: Settings, error: str, *, file_id: int | None = None
+    context: OpExecutionContext,
+    granula: GranulaResource,
+    error: str,
+    *,
+    file_id: int | None = None,
 ) -> Failure:
     """The step's Failure, carrying the file's status (settled and observed if it has ended).
 
     The run fails, so the partition shows failed and "Re-execute from failure" reloads only what
     failed; the file's outcome is recorded on the asset as an observation.
     """
-    record = _observe_if_ended(context, settings, file_id)
+    record = _observe_if_ended(context, granula, file_id)
     metadata = status_metadata(record) if record is not None else {}
     return Failure(description=error, metadata=metadata, allow_retries=False)
 
 
 def _observe_if_ended(
-    context: OpExecutionContext, settings: Settings, file_id: int | None
+    context: OpExecutionContext, granula: GranulaResource, file_id: int | None
 ) -> FileRecord | None:
     """Once a file has ended other than `completed`, move it to failed/ and tell the asset."""
-    record = _current_record(settings, context.partition_key, file_id)
-    if record is None or record.status not in FINAL_STATUSES or record.status == "completed":
-        return record
-    if record.status == "completed_with_errors" and not record.failed_chunks:
-        return record  # rows were rejected but every chunk loaded: record_outcome settles it
-    record = settle_file(settings, record.file_id)
+    record = _current_record(granula, context.partition_key, file_id)
+    if record is None or record.done_folder != "failed":
+        return record  # loading, or loaded (rows rejected, maybe): record_outcome settles it
+    record = settle_file(granula.settings, record.file_id)
     # Reported to the instance directly: events logged by a step that then fails are dropped.
-    metadata = {**status_metadata(record), **table_metadata(settings, record)}
+    metadata = {**status_metadata(record), **table_metadata(granula, record)}
     context.instance.report_runless_asset_event(
         AssetObservation(
             asset_key=FILE_STATUS,
@@ -167,16 +177,16 @@ def _observe_if_ended(
             metadata={**metadata, "run": MetadataValue.dagster_run(context.run_id)},
         )
     )
-    for evaluation in check_evaluations(settings, record, context.partition_key):
+    for evaluation in check_evaluations(granula, record, context.partition_key):
         context.instance.report_runless_asset_event(evaluation)
     return record
 
 
 def _current_record(
-    settings: Settings, partition_key: str, file_id: int | None
+    granula: GranulaResource, partition_key: str, file_id: int | None
 ) -> FileRecord | None:
     try:
-        with psycopg.connect(settings.psycopg_conninfo) as conn:
+        with granula.connect() as conn:
             if file_id is not None:
                 return control.file_by_id(conn, file_id)
             return control.file_by_key(conn, partition_key)
@@ -191,7 +201,6 @@ STATUS_IO_MANAGER = "file_status_io_manager"
 @op(
     ins={"results": In(list[ChunkResult])},
     out=Out(dict, io_manager_key=STATUS_IO_MANAGER),
-    retry_policy=RETRY_POLICY,
 )
 def record_outcome(
     context: OpExecutionContext,
@@ -200,14 +209,18 @@ def record_outcome(
     results: list[ChunkResult],
 ) -> Output[dict]:
     """Settle the file's status from its chunks and move a completed file out of the inbox."""
-    settings = granula.settings()
-    # Re-executing a killed run from failure re-runs the chunk steps that had started, not those
-    # that never did (a Dagster limitation with dynamic outputs): load such chunks here.
-    for chunk in unfinished_chunks(settings, target.file_id):
-        context.log.warning(f"chunk {chunk.index} never ran in this run: loading it now")
-        load_chunk_rows(settings.psycopg_conninfo, target, chunk, streams=settings.copy_streams)
-    record = settle_file(settings, target.file_id)
-    metadata = {**status_metadata(record), **table_metadata(settings, record)}
+    settings = granula.settings
+    try:
+        # Re-executing a killed run from failure re-runs the chunk steps that had started, not
+        # those that never did (a Dagster limitation with dynamic outputs): load those here.
+        for chunk in unfinished_chunks(settings, target.file_id):
+            context.log.warning(f"chunk {chunk.index} never ran in this run: loading it now")
+            load_chunk_rows(settings.psycopg_conninfo, target, chunk, streams=settings.copy_streams)
+        record = settle_file(settings, target.file_id)
+    except Exception as exc:
+        retry_if_transient(context, granula, exc)
+        raise
+    metadata = {**status_metadata(record), **table_metadata(granula, record)}
     return Output(record.summary(), metadata=metadata)
 
 

@@ -2,10 +2,10 @@
 
 import time
 
-import psycopg
 from dagster import (
     DefaultSensorStatus,
     RunRequest,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -16,9 +16,7 @@ from granula_pipeline.defs.ingest import ingest_file
 from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.lib.control import files as control
-from granula_pipeline.lib.db.migrate import ensure_migrated
 from granula_pipeline.lib.inbox.scan import InboxCursor, InboxFile, scan_inbox, select_ready
-from granula_pipeline.settings import load_settings
 
 
 def run_tags(found: InboxFile) -> dict[str, str]:
@@ -30,14 +28,20 @@ def run_tags(found: InboxFile) -> dict[str, str]:
     }
 
 
-@sensor(
-    job=ingest_file,
-    minimum_interval_seconds=load_settings().sensor_interval_seconds,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Launches one ingest_file run per new file in the inbox, highest priority first.",
-)
-def inbox_sensor(context: SensorEvaluationContext, granula: GranulaResource):
-    settings = granula.settings()
+def build_inbox_sensor(interval_seconds: int) -> SensorDefinition:
+    """The inbox sensor, looking every `interval_seconds` (SENSOR_INTERVAL_SECONDS)."""
+    return sensor(
+        job=ingest_file,
+        name="inbox_sensor",
+        minimum_interval_seconds=interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Launches one ingest_file run per new file in the inbox, highest priority "
+        "first.",
+    )(inbox_sensor)
+
+
+def inbox_sensor(context: SensorEvaluationContext, granula: GranulaResource) -> SensorResult:
+    settings = granula.settings
     scan = select_ready(
         scan_inbox(settings.inbox),
         InboxCursor.from_json(context.cursor),
@@ -54,8 +58,7 @@ def inbox_sensor(context: SensorEvaluationContext, granula: GranulaResource):
             else f"no new files in {settings.inbox}"
         )
         return SensorResult(skip_reason=SkipReason(reason), cursor=scan.cursor.to_json())
-    ensure_migrated(settings)
-    with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
+    with granula.connect(autocommit=True) as conn:
         for found in scan.ready:
             control.register_file(
                 conn,

@@ -1,6 +1,5 @@
 """What the `file_status` asset shows of a file: Dagster's standard metadata and its checks."""
 
-import psycopg
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckKey,
@@ -11,12 +10,11 @@ from dagster import (
     TableColumn,
     TableSchema,
 )
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
+from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.lib.control import files as control
-from granula_pipeline.lib.control.files import FileRecord
-from granula_pipeline.settings import Settings
+from granula_pipeline.lib.control.catalog import file_table
+from granula_pipeline.lib.model import FileRecord
 
 FILE_STATUS = AssetKey("file_status")
 PREVIEW_ROWS = 5
@@ -30,7 +28,7 @@ def status_metadata(record: FileRecord) -> dict[str, MetadataValue]:
     seconds = record.duration_seconds or 0.0
     rate = round(record.loaded_rows / seconds, 1) if seconds else 0.0
     return {
-        "status": MetadataValue.text(record.status),
+        "status": MetadataValue.text(record.status.value),
         "file_id": MetadataValue.int(record.file_id),
         "filename": MetadataValue.text(record.filename),
         "source_path": MetadataValue.path(record.path),
@@ -49,47 +47,27 @@ def status_metadata(record: FileRecord) -> dict[str, MetadataValue]:
     }
 
 
-def table_metadata(settings: Settings, record: FileRecord) -> dict[str, MetadataValue]:
+def table_metadata(granula: GranulaResource, record: FileRecord) -> dict[str, MetadataValue]:
     """The loaded table's name and columns, and previews of loaded and rejected rows."""
-    if not record.table_name:
+    with granula.connect() as conn:
+        table = file_table(conn, record, rows=PREVIEW_ROWS)
+    if table is None:
         return {}
-    schema, table = record.table_name.split(".", 1)
-    database = conninfo_to_dict(settings.psycopg_conninfo).get("dbname", "")
-    with psycopg.connect(settings.psycopg_conninfo) as conn:
-        columns = conn.execute(
-            """
-            SELECT column_name, data_type, col_description(%s::regclass, ordinal_position)
-            FROM information_schema.columns WHERE table_schema = %s AND table_name = %s
-            ORDER BY ordinal_position
-            """,
-            (record.table_name, schema, table),
-        ).fetchall()
-        preview = conn.execute(
-            sql.SQL("SELECT * FROM {} WHERE _granula_file_id = %s LIMIT %s").format(
-                sql.Identifier(schema, table)
-            ),
-            (record.file_id, PREVIEW_ROWS),
-        )
-        names = [d.name for d in preview.description or []]
-        preview_rows = preview.fetchall()
-        rejected = conn.execute(
-            "SELECT line_number, reason, left(raw_text, 120) FROM granula.rejected_rows "
-            "WHERE file_id = %s ORDER BY line_number LIMIT %s",
-            (record.file_id, PREVIEW_ROWS),
-        ).fetchall()
     return {
-        "dagster/table_name": MetadataValue.text(f"{database}.{record.table_name}"),
+        "dagster/table_name": MetadataValue.text(f"{table.database}.{table.table_name}"),
         "dagster/column_schema": MetadataValue.table_schema(
             TableSchema(
                 columns=[
-                    TableColumn(name=name, type=data_type, description=description)
-                    for name, data_type, description in columns
+                    TableColumn(name=c.name, type=c.data_type, description=c.description)
+                    for c in table.columns
                 ]
             )
         ),
-        "preview": MetadataValue.md(_markdown(names, preview_rows)),
+        "preview": MetadataValue.md(_markdown(table.preview_names, table.preview_rows)),
         "rejected_preview": MetadataValue.md(
-            _markdown(["line", "reason", "raw text"], rejected) if rejected else "No rejected rows."
+            _markdown(["line", "reason", "raw text"], table.rejected)
+            if table.rejected
+            else "No rejected rows."
         ),
     }
 
@@ -103,9 +81,9 @@ def _markdown(names: list[str], rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-def check_results(settings: Settings, record: FileRecord) -> list[AssetCheckResult]:
+def check_results(granula: GranulaResource, record: FileRecord) -> list[AssetCheckResult]:
     """The file's checks: its rows add up, no chunk failed, its columns match the last file's."""
-    with psycopg.connect(settings.psycopg_conninfo) as conn:
+    with granula.connect() as conn:
         previous = control.previous_columns(conn, record)
     source, loaded, rejected = record.total_rows or 0, record.loaded_rows, record.rejected_rows
     added_up = AssetCheckResult(
@@ -150,7 +128,7 @@ def _column_changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
 
 
 def check_evaluations(
-    settings: Settings, record: FileRecord, partition: str
+    granula: GranulaResource, record: FileRecord, partition: str
 ) -> list[AssetCheckEvaluation]:
     """The same checks as evaluations, to report on a file whose run failed."""
     return [
@@ -163,7 +141,7 @@ def check_evaluations(
             description=result.description,
             partition=partition,
         )
-        for result in check_results(settings, record)
+        for result in check_results(granula, record)
     ]
 
 

@@ -14,6 +14,7 @@ from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
     RunsFilter,
+    SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     sensor,
@@ -21,7 +22,6 @@ from dagster import (
 from dagster._core.launcher import DefaultRunLauncher
 
 from granula_pipeline.defs.ingest import ingest_file
-from granula_pipeline.settings import load_settings
 
 
 def worker(instance: DagsterInstance, run_id: str) -> tuple[int, float] | None:
@@ -46,12 +46,17 @@ def is_running(pid: int, started_at: float) -> bool:
         return False
 
 
-@sensor(
-    minimum_interval_seconds=load_settings().watchdog_interval_seconds,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Fails ingest_file runs whose process died, so run retries can finish them.",
-)
-def lost_run_watchdog(context: SensorEvaluationContext):
+def build_lost_run_watchdog(interval_seconds: int) -> SensorDefinition:
+    """The watchdog, looking every `interval_seconds` (WATCHDOG_INTERVAL_SECONDS)."""
+    return sensor(
+        name="lost_run_watchdog",
+        minimum_interval_seconds=interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Fails ingest_file runs whose process died, so run retries can finish them.",
+    )(lost_run_watchdog)
+
+
+def lost_run_watchdog(context: SensorEvaluationContext) -> SkipReason:
     instance = context.instance
     if not isinstance(instance.run_launcher, DefaultRunLauncher):
         return SkipReason("the run launcher checks its own workers")

@@ -9,8 +9,10 @@ import pytest
 from dagster import SensorResult, build_sensor_context
 
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.defs.sensors import inbox_sensor
+from granula_pipeline.defs.sensors import build_inbox_sensor
 from granula_pipeline.lib.control import files as control
+
+inbox_sensor = build_inbox_sensor(interval_seconds=5)
 
 
 def tick(instance, granula: GranulaResource, cursor: str | None) -> SensorResult:

@@ -70,9 +70,9 @@ def test_delimited_file_loads_every_row_typed_in_several_chunks(
     assert (settings.processed_dir / f"{record.file_id}-{name}").exists()
 
 
-def test_configured_delimiter_wins_over_detection(instance, settings, db, monkeypatch):
+def test_configured_delimiter_wins_over_detection(instance, settings, db):
     # A header of one column holding commas: detection would split it, the setting does not.
-    monkeypatch.setenv("CSV_DELIMITER", "tab")
+    settings = settings.model_copy(update={"csv_delimiter": "\t"})
     path = settings.inbox / "configured.csv"
     path.write_text("name, with comma\nx, y\nz\n")
 

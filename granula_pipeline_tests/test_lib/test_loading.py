@@ -10,8 +10,9 @@ import pytest
 
 from granula_pipeline.lib.control import files as control
 from granula_pipeline.lib.load import copying
-from granula_pipeline.lib.load.chunk import ChunkResult, load_chunk
+from granula_pipeline.lib.load.chunk import load_chunk
 from granula_pipeline.lib.load.file import PreparedLoad, prepare_load
+from granula_pipeline.lib.model import ChunkResult
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.faults import clear_fault, inject_fault
 

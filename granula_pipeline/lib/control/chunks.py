@@ -7,9 +7,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from granula_pipeline.lib.control.files import refresh_file
-from granula_pipeline.lib.formats.csv.parsing import Rejected, storable
-from granula_pipeline.lib.formats.source import SourceFormat
-from granula_pipeline.lib.plan.chunks import ChunkPlan
+from granula_pipeline.lib.formats.csv.parsing import storable
+from granula_pipeline.lib.model import ChunkPlan, Rejected, SourceFormat
 
 
 def planned_chunks(

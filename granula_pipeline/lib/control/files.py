@@ -2,71 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any
-
 import psycopg
 from psycopg.rows import class_row
 
-FINAL_STATUSES = frozenset({"completed", "completed_with_errors", "failed"})
-
-
-@dataclass
-class FileRecord:
-    file_id: int
-    partition_key: str
-    filename: str
-    path: str
-    dataset: str
-    priority: int
-    size_bytes: int | None
-    content_hash: str | None
-    status: str
-    total_chunks: int | None
-    processed_chunks: int
-    failed_chunks: int
-    total_rows: int | None
-    loaded_rows: int
-    rejected_rows: int
-    error_message: str | None
-    table_name: str | None
-    run_id: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    updated_at: datetime
-    encoding: str = "UTF8"
-    duplicate_of: int | None = None
-    max_rejected_percent: float = 10.0
-    columns: list[dict[str, str]] | None = None
-    format: str = "csv"
-    compression: str | None = None
-    delimiter: str = ","
-
-    @property
-    def duration_seconds(self) -> float | None:
-        if self.started_at is None:
-            return None
-        return ((self.finished_at or self.updated_at) - self.started_at).total_seconds()
-
-    @property
-    def progress_percent(self) -> float:
-        if not self.total_chunks:
-            return 100.0 if self.status in FINAL_STATUSES - {"failed"} else 0.0
-        return round(100.0 * self.processed_chunks / self.total_chunks, 1)
-
-    def summary(self) -> dict[str, Any]:
-        """The JSON a user sees from `granula status` and `granula ingest`."""
-        record = asdict(self)
-        for key in ("created_at", "started_at", "finished_at", "updated_at"):
-            value = record[key]
-            record[key] = value.isoformat() if value else None
-        record["table"] = record["table_name"]
-        record["error"] = record["error_message"]
-        record["progress_percent"] = self.progress_percent
-        record["duration_seconds"] = self.duration_seconds
-        return record
+from granula_pipeline.lib.model import LOADED_STATUSES_SQL, FileRecord, FileStatus
 
 
 def register_file(
@@ -99,27 +38,37 @@ def register_file(
     return record
 
 
-def file_by_key(conn: psycopg.Connection, partition_key: str) -> FileRecord | None:
+# A file's row with the progress and duration that the `granula.file_status` view computes.
+SELECT_FILES = """
+    SELECT f.*, s.progress_percent, s.duration_seconds
+    FROM granula.files AS f JOIN granula.file_status AS s USING (file_id)
+"""
+
+
+def files_where(conn: psycopg.Connection, condition: str, params: tuple) -> list[FileRecord]:
+    """The files that `condition` (SQL over the alias `f`) selects, in file_id order."""
     cursor = conn.cursor(row_factory=class_row(FileRecord))
-    return cursor.execute(
-        "SELECT * FROM granula.files WHERE partition_key = %s", (partition_key,)
-    ).fetchone()
+    query = f"{SELECT_FILES} WHERE {condition} ORDER BY f.file_id"
+    return cursor.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+
+def file_by_key(conn: psycopg.Connection, partition_key: str) -> FileRecord | None:
+    return next(iter(files_where(conn, "f.partition_key = %s", (partition_key,))), None)
 
 
 def file_by_id(conn: psycopg.Connection, file_id: int) -> FileRecord | None:
-    cursor = conn.cursor(row_factory=class_row(FileRecord))
-    return cursor.execute("SELECT * FROM granula.files WHERE file_id = %s", (file_id,)).fetchone()
+    return next(iter(files_where(conn, "f.file_id = %s", (file_id,))), None)
 
 
 def start_file(conn: psycopg.Connection, file_id: int, run_id: str) -> None:
     conn.execute(
         """
         UPDATE granula.files
-        SET status = 'processing', run_id = %s, started_at = now(),
+        SET status = %s, run_id = %s, started_at = now(),
             finished_at = NULL, error_message = NULL, updated_at = now()
         WHERE file_id = %s
         """,
-        (run_id, file_id),
+        (FileStatus.PROCESSING.value, run_id, file_id),
     )
 
 
@@ -130,13 +79,18 @@ def mark_duplicate(
     conn.execute(
         """
         UPDATE granula.files
-        SET status = 'completed', duplicate_of = %(original)s, content_hash = %(hash)s,
+        SET status = %(completed)s, duplicate_of = %(original)s, content_hash = %(hash)s,
             total_chunks = 0, total_rows = 0, finished_at = now(), updated_at = now(),
             error_message = format('not loaded: same content as file %%s, loaded already; '
                                    'use `granula ingest --force` to load it again', %(original)s)
         WHERE file_id = %(file_id)s
         """,
-        {"original": original, "hash": content_hash, "file_id": file_id},
+        {
+            "original": original,
+            "hash": content_hash,
+            "file_id": file_id,
+            "completed": FileStatus.COMPLETED.value,
+        },
     )
 
 
@@ -151,11 +105,11 @@ def reopen_file(conn: psycopg.Connection, file_id: int) -> None:
     )
     conn.execute(
         """
-        UPDATE granula.files SET status = 'queued', failed_chunks = 0, finished_at = NULL,
+        UPDATE granula.files SET status = %s, failed_chunks = 0, finished_at = NULL,
                error_message = NULL, updated_at = now()
-        WHERE file_id = %s AND status <> 'completed'
+        WHERE file_id = %s AND status <> %s
         """,
-        (file_id,),
+        (FileStatus.QUEUED.value, file_id, FileStatus.COMPLETED.value),
     )
 
 
@@ -193,17 +147,17 @@ def refresh_file(conn: psycopg.Connection, file_id: int) -> None:
                     counts.rejected)
                 ELSE f.error_message END,
             status = CASE
-                WHEN counts.processed + counts.failed < f.total_chunks THEN 'processing'
-                WHEN counts.rejected * 100.0 > f.max_rejected_percent * f.total_rows THEN 'failed'
-                WHEN counts.failed > 0 OR counts.rejected > 0 THEN 'completed_with_errors'
-                ELSE 'completed' END,
+                WHEN counts.processed + counts.failed < f.total_chunks THEN %(processing)s
+                WHEN counts.rejected * 100.0 > f.max_rejected_percent * f.total_rows THEN %(failed)s
+                WHEN counts.failed > 0 OR counts.rejected > 0 THEN %(completed_with_errors)s
+                ELSE %(completed)s END,
             finished_at = CASE WHEN counts.processed + counts.failed < f.total_chunks THEN NULL
                                ELSE now() END,
             updated_at = now()
         FROM counts
         WHERE f.file_id = %(file_id)s AND f.total_chunks IS NOT NULL
         """,
-        {"file_id": file_id},
+        {"file_id": file_id, **{status.name.lower(): status.value for status in FileStatus}},
     )
 
 
@@ -212,10 +166,10 @@ def fail_file(conn: psycopg.Connection, file_id: int, error: str) -> None:
     conn.execute(
         """
         UPDATE granula.files
-        SET status = 'failed', error_message = %s, finished_at = now(), updated_at = now()
+        SET status = %s, error_message = %s, finished_at = now(), updated_at = now()
         WHERE file_id = %s
         """,
-        (error, file_id),
+        (FileStatus.FAILED.value, error, file_id),
     )
 
 
@@ -229,12 +183,26 @@ def move_file(conn: psycopg.Connection, file_id: int, path: str) -> None:
 def previous_columns(conn: psycopg.Connection, record: FileRecord) -> list[dict[str, str]] | None:
     """The columns of the dataset's last file loaded before this one, if any."""
     row = conn.execute(
-        """
+        f"""
         SELECT columns FROM granula.files
         WHERE dataset = %s AND file_id < %s AND columns IS NOT NULL
-              AND status IN ('completed', 'completed_with_errors')
+              AND status IN ({LOADED_STATUSES_SQL})
         ORDER BY file_id DESC LIMIT 1
         """,
         (record.dataset, record.file_id),
     ).fetchone()
     return row[0] if row else None
+
+
+def loaded_copy(conn: psycopg.Connection, record: FileRecord, content_hash: str) -> int | None:
+    """The first file of the same dataset whose same content is loaded already, if any."""
+    row = conn.execute(
+        f"""
+        SELECT file_id FROM granula.files
+        WHERE dataset = %s AND content_hash = %s AND file_id <> %s AND duplicate_of IS NULL
+              AND status IN ({LOADED_STATUSES_SQL})
+        ORDER BY file_id LIMIT 1
+        """,
+        (record.dataset, content_hash, record.file_id),
+    ).fetchone()
+    return int(row[0]) if row else None

@@ -8,7 +8,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from granula_pipeline.lib.control.files import FileRecord
+from granula_pipeline.lib.model import FileRecord
 
 MAX_LIMIT = 1000
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import class_row
 
-from granula_pipeline.lib.control.files import FileRecord
+from granula_pipeline.lib.control.files import files_where
+from granula_pipeline.lib.model import FINAL_STATUSES_SQL, FileRecord
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -25,16 +25,9 @@ def parse_age(text: str) -> timedelta:
 
 def ended_before(conn: psycopg.Connection, age: timedelta) -> list[FileRecord]:
     """Files that ended (in any final status) longer than `age` ago."""
-    cursor = conn.cursor(row_factory=class_row(FileRecord))
-    return cursor.execute(
-        """
-        SELECT * FROM granula.files
-        WHERE status IN ('completed', 'completed_with_errors', 'failed')
-              AND finished_at < now() - %s
-        ORDER BY file_id
-        """,
-        (age,),
-    ).fetchall()
+    return files_where(
+        conn, f"f.status IN ({FINAL_STATUSES_SQL}) AND f.finished_at < now() - %s", (age,)
+    )
 
 
 def forget_file(conn: psycopg.Connection, record: FileRecord, *, delete_rows: bool) -> int:

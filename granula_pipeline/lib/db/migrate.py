@@ -1,17 +1,20 @@
-"""The one-time schema upgrade per process, cheap when the schema is already current."""
+"""The control schema's version: upgraded where Granula starts, checked cheaply elsewhere."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
-import psycopg
-
+from granula_pipeline.lib.db import connect
 from granula_pipeline.settings import Settings
 
 VERSIONS_DIR = Path(__file__).parent / "migrations" / "versions"
-_migrated: set[str] = set()
+_current: set[str] = set()
 _lock = threading.Lock()
+
+
+class SchemaBehind(RuntimeError):
+    """The database's control tables are missing or older than this Granula."""
 
 
 def latest_revision() -> str:
@@ -20,7 +23,7 @@ def latest_revision() -> str:
 
 
 def current_revision(conninfo: str) -> str | None:
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with connect(conninfo, autocommit=True) as conn:
         exists = conn.execute("SELECT to_regclass('granula.alembic_version')").fetchone()
         if not exists or exists[0] is None:
             return None
@@ -29,13 +32,31 @@ def current_revision(conninfo: str) -> str | None:
 
 
 def ensure_migrated(settings: Settings) -> None:
-    """Run the Alembic migrations once per process and database, only when behind."""
-    url = settings.sqlalchemy_url
+    """Apply the migrations this database lacks, once per process and database.
+
+    Called where Granula starts: `granula up` and `migrate`, the commands and the API that write,
+    and the Dagster resource when a run or sensor sets it up.
+    """
+    conninfo = settings.psycopg_conninfo
     with _lock:
-        if url in _migrated:
+        if conninfo in _current:
             return
-        if current_revision(settings.psycopg_conninfo) != latest_revision():
+        if current_revision(conninfo) != latest_revision():
             from granula_pipeline.lib.db.upgrade import upgrade_database  # Alembic loads slowly
 
-            upgrade_database(url)
-        _migrated.add(url)
+            upgrade_database(settings.sqlalchemy_url)
+        _current.add(conninfo)
+
+
+def check_migrated(settings: Settings) -> None:
+    """Raise SchemaBehind, saying what to run, unless the control tables are current."""
+    conninfo = settings.psycopg_conninfo
+    if conninfo in _current:
+        return
+    found = current_revision(conninfo)
+    if found != latest_revision():
+        state = "missing" if found is None else f"at revision {found}, {latest_revision()} needed"
+        raise SchemaBehind(
+            f"Granula's control tables are {state} in this database: run `granula migrate`"
+        )
+    _current.add(conninfo)

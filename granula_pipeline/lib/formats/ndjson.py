@@ -15,14 +15,9 @@ import polars as pl
 
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.header import column_names
-from granula_pipeline.lib.formats.csv.parsing import (
-    LINE_COLUMN,
-    UNDECODABLE,
-    ParsedChunk,
-    Rejected,
-    python_codec,
-)
-from granula_pipeline.lib.formats.types import TEXT, Column, column_type
+from granula_pipeline.lib.formats.csv.parsing import UNDECODABLE, python_codec
+from granula_pipeline.lib.formats.types import TEXT, column_type
+from granula_pipeline.lib.model import LINE_COLUMN, Column, ParsedChunk, Rejected
 
 JSONB = "jsonb"
 TEMPORAL = ("date", "time without time zone", "timestamp without time zone")

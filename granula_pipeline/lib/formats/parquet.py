@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.header import column_names
-from granula_pipeline.lib.formats.csv.parsing import LINE_COLUMN
-from granula_pipeline.lib.formats.types import TEXT, Column, pg_type_for
-from granula_pipeline.lib.plan.chunks import BLOCK_BYTES, ChunkPlan, FilePlan
+from granula_pipeline.lib.formats.types import TEXT, pg_type_for
+from granula_pipeline.lib.model import LINE_COLUMN, ChunkPlan, Column, FilePlan
+from granula_pipeline.lib.plan.chunks import BLOCK_BYTES
 
 JSONB, BYTEA = "jsonb", "bytea"
 _NESTED = (pl.Struct, pl.List, pl.Array)

@@ -7,14 +7,13 @@ import mimetypes
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.dialect import sniff_delimiter
+from granula_pipeline.lib.model import CSV, NDJSON, PARQUET, SourceFormat
 
-CSV, NDJSON, PARQUET = "csv", "ndjson", "parquet"
 GZIP = "gzip"
 TSV_TYPE = "text/tab-separated-values"
 # Python's table lacks these. Registered for anyone asking mimetypes, but looked up here first:
@@ -38,15 +37,6 @@ FORMAT_BY_CONTENT_TYPE: dict[str, str] = {
 }
 # How much of a file's start is read to judge it: its encoding, delimiter and header.
 HEAD_BYTES = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class SourceFormat:
-    """How a file's bytes are read: its format, its compression and, for CSV, its delimiter."""
-
-    kind: str = CSV  # csv, ndjson or parquet
-    compression: str | None = None  # gzip or None
-    delimiter: str = ","
 
 
 def content_type(path: Path) -> tuple[str, str | None]:

@@ -2,39 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import polars as pl
+
+from granula_pipeline.lib.model import Column
 
 # Tokens that mean "no value" in a typed (non-text) column. Text columns keep them as written.
 NULL_TOKENS = ["NA", "N/A", "n/a", "#N/A", "null", "NULL", "None", "nan"]
 TEXT = "text"
-
-
-@dataclass(frozen=True)
-class Column:
-    """A data column of a result table: SQL name, PostgreSQL type and the header it came from."""
-
-    name: str
-    pg_type: str
-    source_name: str
-
-    @property
-    def polars_type(self) -> pl.DataType:
-        return POLARS_TYPES.get(self.pg_type, pl.String())
-
-
-POLARS_TYPES: dict[str, pl.DataType] = {
-    "bigint": pl.Int64(),
-    "integer": pl.Int32(),
-    "double precision": pl.Float64(),
-    "boolean": pl.Boolean(),
-    "date": pl.Date(),
-    "timestamp without time zone": pl.Datetime("us"),
-    "timestamp with time zone": pl.Datetime("us", "UTC"),
-    "time without time zone": pl.Time(),
-    TEXT: pl.String(),
-}
 
 
 def pg_type_for(dtype: pl.DataType) -> str:

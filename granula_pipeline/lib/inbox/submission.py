@@ -16,8 +16,7 @@ from pathlib import Path, PureWindowsPath
 import psycopg
 
 from granula_pipeline.lib.control import files as control
-from granula_pipeline.lib.control.files import FileRecord
-from granula_pipeline.lib.db.migrate import ensure_migrated
+from granula_pipeline.lib.db import connect
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.source import content_type
 from granula_pipeline.lib.inbox.scan import (
@@ -28,6 +27,7 @@ from granula_pipeline.lib.inbox.scan import (
     is_temporary,
 )
 from granula_pipeline.lib.load.tables import table_name_for
+from granula_pipeline.lib.model import FileRecord
 from granula_pipeline.settings import Settings
 
 MAX_NAME_BYTES = 200
@@ -108,9 +108,8 @@ def register_in_inbox(
 def register_file(
     settings: Settings, path: Path, *, dataset: str | None = None, priority: int | None = None
 ) -> tuple[FileRecord, InboxFile]:
-    """`register_in_inbox` over a connection of its own, the control tables migrated first."""
-    ensure_migrated(settings)
-    with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
+    """`register_in_inbox` over a connection of its own."""
+    with connect(settings.psycopg_conninfo, autocommit=True) as conn:
         return register_in_inbox(conn, settings.inbox, path, dataset=dataset, priority=priority)
 
 

@@ -23,27 +23,17 @@ import psycopg
 from psycopg import sql
 
 from granula_pipeline.lib.control import chunks as chunk_ledger
+from granula_pipeline.lib.db import connect
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.formats.csv.parsing import Rejected, normalise_nulls, parse_chunk
+from granula_pipeline.lib.formats.csv.parsing import normalise_nulls, parse_chunk
 from granula_pipeline.lib.formats.csv.records import has_stray_quotes, split_records
 from granula_pipeline.lib.formats.ndjson import parse_ndjson_chunk
 from granula_pipeline.lib.formats.parquet import read_row_groups
-from granula_pipeline.lib.formats.source import CSV, PARQUET, open_source
-from granula_pipeline.lib.load.copying import LoadTarget, copy_as_is, copy_checked
-from granula_pipeline.lib.plan.chunks import ChunkPlan
+from granula_pipeline.lib.formats.source import open_source
+from granula_pipeline.lib.load.copying import copy_as_is, copy_checked
+from granula_pipeline.lib.model import CSV, PARQUET, ChunkPlan, ChunkResult, LoadTarget, Rejected
 
 MIN_PART_BYTES = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    chunk_index: int
-    outcome: Literal["loaded", "already_loaded"]
-    row_count: int
-    rejected_rows: int
-    method: Literal["copy", "parsed", "none"]
-    seconds: float
-    parts: int = 1
 
 
 def read_chunk_bytes(path: Path, chunk: ChunkPlan, compression: str | None = None) -> bytes:
@@ -81,9 +71,9 @@ def load_chunk(
     `granula.chunk_parts`, and the chunk's next attempt deletes their rows before loading it.
     """
     started = time.perf_counter()
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with connect(conninfo, autocommit=True) as conn:
         chunk_ledger.mark_chunk_started(conn, target.file_id, chunk.index)
-    with psycopg.connect(conninfo) as conn:
+    with connect(conninfo) as conn:
         path = _lock_unloaded(conn, target, chunk)
         if path is None:
             conn.rollback()
@@ -121,7 +111,7 @@ def _load_csv_parts(
     data = read_chunk_bytes(path, chunk, target.compression)
     first, *others = _parts(data, chunk, count)
     with ExitStack() as stack:
-        connections = [stack.enter_context(psycopg.connect(conninfo)) for _ in others]
+        connections = [stack.enter_context(connect(conninfo)) for _ in others]
         with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
             pending = [
                 pool.submit(_load_part, other, target, chunk.index, data, part)

@@ -9,37 +9,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import polars as pl
 import psycopg
 from psycopg import sql
 
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.formats.csv.parsing import LINE_COLUMN, Rejected, quoted, type_problems
+from granula_pipeline.lib.formats.csv.parsing import quoted, type_problems
 from granula_pipeline.lib.formats.csv.records import count_records
-from granula_pipeline.lib.formats.source import CSV
-from granula_pipeline.lib.formats.types import Column
 from granula_pipeline.lib.load.tables import LINEAGE_COLUMNS
+from granula_pipeline.lib.model import LINE_COLUMN, Column, LoadTarget, Rejected
 
 COPY_BLOCK_BYTES = 1024 * 1024
 MAX_REFUSALS_PER_CHUNK = 1000
 _COPY_CONTEXT = re.compile(r"line (\d+)(?:, column ([^:]+))?")
-
-
-@dataclass(frozen=True)
-class LoadTarget:
-    """Where a file's chunks go: the file's id and encoding, its table and columns, and how its
-    bytes are read (format, compression, CSV delimiter)."""
-
-    file_id: int
-    schema: str
-    table: str
-    columns: list[Column] = field(default_factory=list)
-    encoding: str = "UTF8"
-    format: str = CSV
-    compression: str | None = None
-    delimiter: str = ","
 
 
 def _copy_statement(

@@ -13,14 +13,12 @@ import psycopg
 
 from granula_pipeline.lib.control import chunks as chunk_ledger
 from granula_pipeline.lib.control import files as control
-from granula_pipeline.lib.control.files import FileRecord
-from granula_pipeline.lib.db.migrate import ensure_migrated
+from granula_pipeline.lib.db import connect
 from granula_pipeline.lib.errors import BadInputError, is_transient
-from granula_pipeline.lib.formats.source import SourceFormat, identify
+from granula_pipeline.lib.formats.source import identify
 from granula_pipeline.lib.inbox.admission import check_admissible
-from granula_pipeline.lib.load.copying import LoadTarget
 from granula_pipeline.lib.load.tables import ensure_table, table_name_for
-from granula_pipeline.lib.plan.chunks import ChunkPlan
+from granula_pipeline.lib.model import ChunkPlan, FileRecord, FileStatus, LoadTarget, SourceFormat
 from granula_pipeline.lib.plan.survey import survey_file
 from granula_pipeline.settings import Settings
 
@@ -42,8 +40,7 @@ def prepare_load(
     loaded again unless `allow_duplicate`. Bad input fails the file with a message saying what and
     where, and a refused file leaves the inbox for `failed/`.
     """
-    ensure_migrated(settings)
-    with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
+    with connect(settings.psycopg_conninfo, autocommit=True) as conn:
         record = control.file_by_key(conn, partition_key)
         if record is None:
             raise LookupError(
@@ -63,37 +60,42 @@ def prepare_load(
             raise
 
 
-_prepared_ahead: dict[str, Future[PreparedLoad]] = {}
-
-
-def prepare_ahead(settings: Settings, partition_key: str, *, allow_duplicate: bool = False) -> str:
-    """Start `prepare_load` in a thread for a run yet to be launched; return that run's id.
+class PlansAhead:
+    """Loads prepared in a thread for runs yet to be launched, by run id.
 
     `granula ingest` knows its file about a second before Dagster is loaded and ready to run it:
-    the file is planned meanwhile, on the other core. The run's `plan_chunks` step takes the
-    prepared load, or its error, with `take_prepared`, as though it had prepared it itself.
+    the file is planned meanwhile, on the other core, and the run's `plan_chunks` step takes the
+    prepared load (or its error) as though it had prepared it itself. This works only when the
+    run executes in the process that planned it (`execute_in_process`); a run launched elsewhere
+    finds nothing here and plans the file itself.
     """
-    run_id = str(uuid.uuid4())
-    future: Future[PreparedLoad] = Future()
 
-    def prepare() -> None:
-        try:
-            prepared = prepare_load(
-                settings, partition_key, run_id, allow_duplicate=allow_duplicate
-            )
-        except Exception as exc:
-            future.set_exception(exc)
-        else:
-            future.set_result(prepared)
+    def __init__(self) -> None:
+        self._futures: dict[str, Future[PreparedLoad]] = {}
+        self._lock = threading.Lock()
 
-    _prepared_ahead[run_id] = future
-    threading.Thread(target=prepare, name="granula-prepare-ahead", daemon=True).start()
-    return run_id
+    def start(self, settings: Settings, partition_key: str, *, allow_duplicate: bool) -> str:
+        """Start preparing the file of `partition_key`; return the id its run must have."""
+        run_id = str(uuid.uuid4())
+        future: Future[PreparedLoad] = Future()
 
+        def prepare() -> None:
+            try:
+                future.set_result(
+                    prepare_load(settings, partition_key, run_id, allow_duplicate=allow_duplicate)
+                )
+            except Exception as exc:
+                future.set_exception(exc)
 
-def take_prepared(run_id: str) -> Future[PreparedLoad] | None:
-    """The load `prepare_ahead` started for this run, once; None if there is none."""
-    return _prepared_ahead.pop(run_id, None)
+        with self._lock:
+            self._futures[run_id] = future
+        threading.Thread(target=prepare, name="granula-plan-ahead", daemon=True).start()
+        return run_id
+
+    def take(self, run_id: str) -> Future[PreparedLoad] | None:
+        """The load started for this run, once; None if there is none."""
+        with self._lock:
+            return self._futures.pop(run_id, None)
 
 
 def _prepare(
@@ -120,7 +122,7 @@ def _prepare(
     )
     plan = survey.plan
     if plan is not None and not allow_duplicate:
-        original = _same_content(conn, record, plan.content_hash)
+        original = control.loaded_copy(conn, record, plan.content_hash)
         if original is not None:
             return _skip_duplicate(conn, record, original, plan.content_hash)
     table = table_name_for(record.dataset)
@@ -158,19 +160,6 @@ def _prepare(
     return PreparedLoad(refreshed, target, survey.chunks)
 
 
-def _same_content(conn: psycopg.Connection, record: FileRecord, content_hash: str) -> int | None:
-    row = conn.execute(
-        """
-        SELECT file_id FROM granula.files
-        WHERE dataset = %s AND content_hash = %s AND file_id <> %s AND duplicate_of IS NULL
-              AND status IN ('completed', 'completed_with_errors')
-        ORDER BY file_id LIMIT 1
-        """,
-        (record.dataset, content_hash, record.file_id),
-    ).fetchone()
-    return int(row[0]) if row else None
-
-
 def _skip_duplicate(
     conn: psycopg.Connection, record: FileRecord, original: int, content_hash: str
 ) -> PreparedLoad:
@@ -182,7 +171,7 @@ def _skip_duplicate(
 
 def unfinished_chunks(settings: Settings, file_id: int) -> list[ChunkPlan]:
     """Chunks neither loaded nor failed: never run, or cut short by a killed process."""
-    with psycopg.connect(settings.psycopg_conninfo) as conn:
+    with connect(settings.psycopg_conninfo) as conn:
         return chunk_ledger.planned_chunks(conn, file_id, statuses=("pending", "processing"))
 
 
@@ -192,17 +181,16 @@ def settle_file(settings: Settings, file_id: int) -> FileRecord:
     Completed files go to `processed/`; files with failed chunks, or failed as a whole, go to
     `failed/`, where `granula retry` still finds them.
     """
-    with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
+    with connect(settings.psycopg_conninfo, autocommit=True) as conn:
         with conn.transaction():
             control.refresh_file(conn, file_id)
         record = control.file_by_id(conn, file_id)
         assert record is not None
-        if record.status == "completed" and settings.delete_file_on_complete:
+        folder = record.done_folder
+        if record.status == FileStatus.COMPLETED and settings.delete_file_on_complete:
             _delete(settings, record)
-        elif record.status in ("completed", "completed_with_errors") and not record.failed_chunks:
-            _retire(settings, conn, record, settings.processed_dir)
-        elif record.status in control.FINAL_STATUSES:
-            _retire(settings, conn, record, settings.failed_dir)
+        elif folder is not None:
+            _retire(settings, conn, record, settings.data_dir / folder)
         return control.file_by_id(conn, file_id) or record
 
 

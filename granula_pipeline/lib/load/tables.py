@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
-from granula_pipeline.lib.formats.types import Column
+from granula_pipeline.lib.model import Column
 
 LINEAGE_COLUMNS = {
     "_granula_file_id": ("bigint", "granula.file_id", "granula.files.file_id of the source file"),

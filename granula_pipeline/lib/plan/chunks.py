@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,42 +15,9 @@ import numpy as np
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.records import NEWLINE, QUOTE, ends_outside_quotes
 from granula_pipeline.lib.formats.source import open_source
+from granula_pipeline.lib.model import ChunkPlan, FilePlan
 
 BLOCK_BYTES = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ChunkPlan:
-    """One chunk: the bytes [byte_start, byte_end) of the file, holding whole records only.
-
-    For a compressed file the offsets are in the decompressed stream. A Parquet chunk is the row
-    groups [row_group_start, row_group_end), rows from `row_start`; its bytes are those groups'
-    and its `first_line` is the number of its first row.
-    """
-
-    index: int
-    byte_start: int
-    byte_end: int
-    first_line: int
-    planned_rows: int
-    row_start: int | None = None
-    row_group_start: int | None = None
-    row_group_end: int | None = None
-
-    @property
-    def byte_count(self) -> int:
-        return self.byte_end - self.byte_start
-
-
-@dataclass(frozen=True)
-class FilePlan:
-    chunks: list[ChunkPlan]
-    size_bytes: int
-    content_hash: str
-
-    @property
-    def planned_rows(self) -> int:
-        return sum(chunk.planned_rows for chunk in self.chunks)
 
 
 class _Cutter:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from granula_pipeline.lib.errors import BadInputError
@@ -13,23 +12,14 @@ from granula_pipeline.lib.formats.csv.records import whole_records
 from granula_pipeline.lib.formats.encoding import detect_encoding
 from granula_pipeline.lib.formats.ndjson import infer_ndjson_columns
 from granula_pipeline.lib.formats.parquet import parquet_columns, plan_row_groups
-from granula_pipeline.lib.formats.source import NDJSON, PARQUET, SourceFormat, open_source
-from granula_pipeline.lib.formats.types import Column, infer_columns
-from granula_pipeline.lib.plan.chunks import ChunkPlan, FilePlan, plan_file
+from granula_pipeline.lib.formats.source import open_source
+from granula_pipeline.lib.formats.types import infer_columns
+from granula_pipeline.lib.model import NDJSON, PARQUET, ChunkPlan, SourceFormat, Survey
+from granula_pipeline.lib.plan.chunks import plan_file
 
 SAMPLE_CHUNKS = 16
 SAMPLE_BYTES_PER_CHUNK = 512 * 1024
 SAMPLE_BYTES_FIRST_CHUNK = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Survey:
-    """What loading a file needs to know; `plan` is None when the file was planned before."""
-
-    encoding: str
-    chunks: list[ChunkPlan]
-    plan: FilePlan | None
-    columns: list[Column]
 
 
 def survey_file(

@@ -11,30 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass, field
 
 import polars as pl
 
-from granula_pipeline.lib.formats.types import NULL_TOKENS, TEXT, Column
+from granula_pipeline.lib.formats.types import NULL_TOKENS, TEXT
+from granula_pipeline.lib.model import LINE_COLUMN, Column, ParsedChunk, Rejected
 
-LINE_COLUMN = "_granula_line"
 UNDECODABLE = re.compile("[\udc80-\udcff]")
 csv.field_size_limit(2**31 - 1)
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A record that cannot be loaded: where it starts, what it says, and why."""
-
-    line: int
-    raw_text: str
-    reason: str
-
-
-@dataclass
-class ParsedChunk:
-    frame: pl.DataFrame
-    rejected: list[Rejected] = field(default_factory=list)
 
 
 class _Lines:

@@ -1,0 +1,210 @@
+"""The data Granula's stages hand each other: a file's format and plan, a table's columns, where a
+chunk loads to, what a load did, and a file's record in the control tables."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+import polars as pl
+
+CSV, NDJSON, PARQUET = "csv", "ndjson", "parquet"
+
+
+@dataclass(frozen=True)
+class SourceFormat:
+    """How a file's bytes are read: its format, its compression and, for CSV, its delimiter."""
+
+    kind: str = CSV  # csv, ndjson or parquet
+    compression: str | None = None  # gzip or None
+    delimiter: str = ","
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """One chunk: the bytes [byte_start, byte_end) of the file, holding whole records only.
+
+    For a compressed file the offsets are in the decompressed stream. A Parquet chunk is the row
+    groups [row_group_start, row_group_end), rows from `row_start`; its bytes are those groups'
+    and its `first_line` is the number of its first row.
+    """
+
+    index: int
+    byte_start: int
+    byte_end: int
+    first_line: int
+    planned_rows: int
+    row_start: int | None = None
+    row_group_start: int | None = None
+    row_group_end: int | None = None
+
+    @property
+    def byte_count(self) -> int:
+        return self.byte_end - self.byte_start
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    chunks: list[ChunkPlan]
+    size_bytes: int
+    content_hash: str
+
+    @property
+    def planned_rows(self) -> int:
+        return sum(chunk.planned_rows for chunk in self.chunks)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A data column of a result table: SQL name, PostgreSQL type and the header it came from."""
+
+    name: str
+    pg_type: str
+    source_name: str
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What loading a file needs to know; `plan` is None when the file was planned before."""
+
+    encoding: str
+    chunks: list[ChunkPlan]
+    plan: FilePlan | None
+    columns: list[Column]
+
+
+@dataclass(frozen=True)
+class LoadTarget:
+    """Where a file's chunks go: the file's id and encoding, its table and columns, and how its
+    bytes are read (format, compression, CSV delimiter)."""
+
+    file_id: int
+    schema: str
+    table: str
+    columns: list[Column] = field(default_factory=list)
+    encoding: str = "UTF8"
+    format: str = CSV
+    compression: str | None = None
+    delimiter: str = ","
+
+
+LINE_COLUMN = "_granula_line"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A record that cannot be loaded: where it starts, what it says, and why."""
+
+    line: int
+    raw_text: str
+    reason: str
+
+
+@dataclass
+class ParsedChunk:
+    frame: pl.DataFrame
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    chunk_index: int
+    outcome: Literal["loaded", "already_loaded"]
+    row_count: int
+    rejected_rows: int
+    method: Literal["copy", "parsed", "none"]
+    seconds: float
+    parts: int = 1
+
+
+class FileStatus(StrEnum):
+    """Where a file's load stands, as `granula.files.status` holds it."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        """The load has ended: nothing more happens to the file unless it is retried."""
+        return self in _FINAL
+
+    @property
+    def loaded(self) -> bool:
+        """The load ended with the file's rows in its table (some may have been rejected)."""
+        return self in (FileStatus.COMPLETED, FileStatus.COMPLETED_WITH_ERRORS)
+
+    @classmethod
+    def sql(cls, *statuses: FileStatus) -> str:
+        """The statuses as a SQL list, for `status IN (...)` in a query text."""
+        return ", ".join(f"'{status.value}'" for status in statuses)
+
+
+_FINAL = frozenset({FileStatus.COMPLETED, FileStatus.COMPLETED_WITH_ERRORS, FileStatus.FAILED})
+FINAL_STATUSES_SQL = FileStatus.sql(*_FINAL)
+LOADED_STATUSES_SQL = FileStatus.sql(FileStatus.COMPLETED, FileStatus.COMPLETED_WITH_ERRORS)
+
+
+@dataclass
+class FileRecord:
+    file_id: int
+    partition_key: str
+    filename: str
+    path: str
+    dataset: str
+    priority: int
+    size_bytes: int | None
+    content_hash: str | None
+    status: FileStatus
+    total_chunks: int | None
+    processed_chunks: int
+    failed_chunks: int
+    total_rows: int | None
+    loaded_rows: int
+    rejected_rows: int
+    error_message: str | None
+    table_name: str | None
+    run_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    encoding: str = "UTF8"
+    duplicate_of: int | None = None
+    max_rejected_percent: float = 10.0
+    columns: list[dict[str, str]] | None = None
+    format: str = CSV
+    compression: str | None = None
+    delimiter: str = ","
+    # Computed by the `granula.file_status` view, the one place that says how.
+    progress_percent: float = 0.0
+    duration_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        self.status = FileStatus(self.status)
+        self.progress_percent = float(self.progress_percent)
+        if self.duration_seconds is not None:
+            self.duration_seconds = float(self.duration_seconds)
+
+    @property
+    def done_folder(self) -> str | None:
+        """Where the file goes once its load has ended: `processed` when every chunk loaded,
+        `failed` otherwise; None while it is still loading."""
+        if not self.status.is_final:
+            return None
+        return "processed" if self.status.loaded and not self.failed_chunks else "failed"
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON a user sees from `granula status` and `granula ingest`."""
+        record = asdict(self)
+        for key in ("created_at", "started_at", "finished_at", "updated_at"):
+            value = record[key]
+            record[key] = value.isoformat() if value else None
+        record["table"] = record["table_name"]
+        record["error"] = record["error_message"]
+        record["status"] = self.status.value
+        return record
