@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import psycopg
-
+from granula_pipeline.lib.db import connect
 from granula_pipeline.lib.db.migrate import ensure_migrated
 from granula_pipeline.settings import Settings
 
@@ -58,7 +57,7 @@ def embedded_database(state_dir: Path = STATE_DIR) -> Iterator[str]:
                     f"it keeps running after this exits (`kill -INT {running_pid}` stops it)",
                     file=sys.stderr,
                 )
-        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+        with connect(server.get_uri(), autocommit=True) as conn:
             exists = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)
             ).fetchone()
