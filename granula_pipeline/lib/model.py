@@ -104,8 +104,12 @@ class Rejected:
 
 @dataclass
 class ParsedChunk:
+    """A chunk's records as columns with their lines (LINE_COLUMN), and those set aside;
+    `typed` when the values are typed by the file itself (Parquet), so need no checking."""
+
     frame: pl.DataFrame
     rejected: list[Rejected] = field(default_factory=list)
+    typed: bool = False
 
 
 @dataclass(frozen=True)

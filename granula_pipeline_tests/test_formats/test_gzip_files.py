@@ -10,7 +10,7 @@ import tracemalloc
 import pytest
 from dagster import DagsterInstance
 
-from granula_pipeline.lib.load.chunk import read_chunk_bytes
+from granula_pipeline.lib.formats.source import read_chunk_bytes
 from granula_pipeline.lib.model import ChunkPlan
 from granula_pipeline_tests.factories import order_row
 from granula_pipeline_tests.loads import chunks, failed_copy, load

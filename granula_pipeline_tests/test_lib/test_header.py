@@ -10,7 +10,8 @@ import pytest
 from psycopg import sql
 
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.formats.csv.header import column_names, read_header
+from granula_pipeline.lib.formats.csv.header import read_header
+from granula_pipeline.lib.formats.names import column_names
 
 
 @pytest.mark.parametrize(

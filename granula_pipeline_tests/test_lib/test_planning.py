@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats import chunking as planning
+from granula_pipeline.lib.formats.chunking import plan_file
 from granula_pipeline.lib.formats.csv import records as record_rule
 from granula_pipeline.lib.formats.csv.header import read_header
 from granula_pipeline.lib.model import FilePlan
-from granula_pipeline.lib.plan import chunks as planning
-from granula_pipeline.lib.plan.chunks import plan_file
 
 # Field text rich in the bytes that make CSV hard: separators, quotes and line ends.
 FIELD = st.text(alphabet=st.sampled_from(list('ab é,"\n\r ')), max_size=12)

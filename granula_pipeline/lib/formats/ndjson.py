@@ -9,15 +9,29 @@ as a bad CSV record is. Objects and arrays load as `jsonb`.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.formats.csv.header import column_names
+from granula_pipeline.lib.formats.csv.header import UTF8_BOM
 from granula_pipeline.lib.formats.csv.parsing import UNDECODABLE, python_codec
+from granula_pipeline.lib.formats.encoding import detect_encoding
+from granula_pipeline.lib.formats.names import column_names
+from granula_pipeline.lib.formats.sampling import plan_text, sample
+from granula_pipeline.lib.formats.source import read_chunk_bytes
 from granula_pipeline.lib.formats.types import TEXT, column_type
-from granula_pipeline.lib.model import LINE_COLUMN, Column, ParsedChunk, Rejected
+from granula_pipeline.lib.model import (
+    LINE_COLUMN,
+    ChunkPlan,
+    Column,
+    LoadTarget,
+    ParsedChunk,
+    Rejected,
+    SourceFormat,
+    Survey,
+)
 
 JSONB = "jsonb"
 TEMPORAL = ("date", "time without time zone", "timestamp without time zone")
@@ -130,3 +144,39 @@ def _text(value: Any, pg_type: str) -> str | None:
     if isinstance(value, str):
         return value
     return json.dumps(value)
+
+
+class NdjsonFormat:
+    def survey(
+        self,
+        path: Path,
+        source: SourceFormat,
+        planned: list[ChunkPlan],
+        *,
+        chunk_rows: int,
+        max_bytes: int,
+    ) -> Survey:
+        encoding = detect_encoding(path, source.compression)
+        with path.open("rb") as head:
+            data_offset = len(UTF8_BOM) if head.read(len(UTF8_BOM)) == UTF8_BOM else 0
+        chunks, plan = plan_text(
+            path,
+            source,
+            planned,
+            data_offset=data_offset,
+            first_line=1,
+            quoting=False,  # a JSON string cannot hold a raw newline
+            chunk_rows=chunk_rows,
+            max_bytes=max_bytes,
+            empty=BadInputError("the file is empty: it has no JSON lines"),
+        )
+        lines = sample(path, chunks, source.compression, _whole_lines)
+        return Survey(encoding, chunks, plan, infer_ndjson_columns(lines, encoding))
+
+    def read_chunk(self, path: Path, target: LoadTarget, chunk: ChunkPlan) -> ParsedChunk:
+        data = read_chunk_bytes(path, chunk)
+        return parse_ndjson_chunk(data, target.columns, chunk.first_line, target.encoding)
+
+
+def _whole_lines(data: bytes) -> bytes:
+    return data[: data.rfind(b"\n") + 1]

@@ -15,10 +15,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.formats.csv.header import column_names
+from granula_pipeline.lib.formats.chunking import BLOCK_BYTES
+from granula_pipeline.lib.formats.names import column_names
 from granula_pipeline.lib.formats.types import TEXT, pg_type_for
-from granula_pipeline.lib.model import LINE_COLUMN, ChunkPlan, Column, FilePlan
-from granula_pipeline.lib.plan.chunks import BLOCK_BYTES
+from granula_pipeline.lib.model import (
+    LINE_COLUMN,
+    ChunkPlan,
+    Column,
+    FilePlan,
+    LoadTarget,
+    ParsedChunk,
+    SourceFormat,
+    Survey,
+)
 
 JSONB, BYTEA = "jsonb", "bytea"
 _NESTED = (pl.Struct, pl.List, pl.Array)
@@ -143,3 +152,22 @@ def _as_copy_text(dtype: pl.DataType, column: Column) -> pl.Expr:
     if column.pg_type == TEXT and dtype != pl.String:
         return value.cast(pl.String)
     return value
+
+
+class ParquetFormat:
+    def survey(
+        self,
+        path: Path,
+        source: SourceFormat,
+        planned: list[ChunkPlan],
+        *,
+        chunk_rows: int,
+        max_bytes: int,
+    ) -> Survey:
+        plan = None
+        if not planned:
+            plan = plan_row_groups(path, chunk_rows=chunk_rows, max_bytes=max_bytes)
+        return Survey("UTF8", plan.chunks if plan else planned, plan, parquet_columns(path))
+
+    def read_chunk(self, path: Path, target: LoadTarget, chunk: ChunkPlan) -> ParsedChunk:
+        return ParsedChunk(read_row_groups(path, target.columns, chunk), typed=True)

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.dialect import sniff_delimiter
-from granula_pipeline.lib.model import CSV, NDJSON, PARQUET, SourceFormat
+from granula_pipeline.lib.model import CSV, NDJSON, PARQUET, ChunkPlan, SourceFormat
 
 GZIP = "gzip"
 TSV_TYPE = "text/tab-separated-values"
@@ -97,3 +97,21 @@ def gzip_errors() -> Iterator[None]:
         raise BadInputError(f"the gzip file is truncated ({exc}); copy it again in full") from exc
     except (gzip.BadGzipFile, zlib.error) as exc:
         raise BadInputError(f"the gzip file is corrupt: {exc}; copy it again") from exc
+
+
+def read_chunk_bytes(path: Path, chunk: ChunkPlan, compression: str | None = None) -> bytes:
+    """The chunk's own bytes, and nothing before or after them.
+
+    In a gzip'd file the range is in the decompressed stream: seeking there decompresses the
+    bytes before it and throws them away, so memory holds the chunk only.
+    """
+    with open_source(path, compression) as source:
+        source.seek(chunk.byte_start)
+        data = source.read(chunk.byte_count)
+    if len(data) != chunk.byte_count:
+        raise BadInputError(
+            f"the file changed after it was planned: expected {chunk.byte_count} bytes at offset "
+            f"{chunk.byte_start}, found {len(data)}; drop it into the inbox again",
+            line=chunk.first_line,
+        )
+    return data

@@ -18,6 +18,7 @@ import psycopg
 from granula_pipeline.lib.control import files as control
 from granula_pipeline.lib.db import connect
 from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats.names import table_name_for
 from granula_pipeline.lib.formats.source import content_type
 from granula_pipeline.lib.inbox.scan import (
     MAX_PRIORITY,
@@ -26,7 +27,6 @@ from granula_pipeline.lib.inbox.scan import (
     describe,
     is_temporary,
 )
-from granula_pipeline.lib.load.tables import table_name_for
 from granula_pipeline.lib.model import FileRecord
 from granula_pipeline.settings import Settings
 

@@ -24,34 +24,14 @@ from psycopg import sql
 
 from granula_pipeline.lib.control import chunks as chunk_ledger
 from granula_pipeline.lib.db import connect
-from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats import RecordFormat, format_of
 from granula_pipeline.lib.formats.csv.parsing import normalise_nulls, parse_chunk
 from granula_pipeline.lib.formats.csv.records import has_stray_quotes, split_records
-from granula_pipeline.lib.formats.ndjson import parse_ndjson_chunk
-from granula_pipeline.lib.formats.parquet import read_row_groups
-from granula_pipeline.lib.formats.source import open_source
+from granula_pipeline.lib.formats.source import read_chunk_bytes
 from granula_pipeline.lib.load.copying import copy_as_is, copy_checked
-from granula_pipeline.lib.model import CSV, PARQUET, ChunkPlan, ChunkResult, LoadTarget, Rejected
+from granula_pipeline.lib.model import ChunkPlan, ChunkResult, LoadTarget, ParsedChunk, Rejected
 
 MIN_PART_BYTES = 4 * 1024 * 1024
-
-
-def read_chunk_bytes(path: Path, chunk: ChunkPlan, compression: str | None = None) -> bytes:
-    """The chunk's own bytes, and nothing before or after them.
-
-    In a gzip'd file the range is in the decompressed stream: seeking there decompresses the
-    bytes before it and throws them away, so memory holds the chunk only.
-    """
-    with open_source(path, compression) as source:
-        source.seek(chunk.byte_start)
-        data = source.read(chunk.byte_count)
-    if len(data) != chunk.byte_count:
-        raise BadInputError(
-            f"the file changed after it was planned: expected {chunk.byte_count} bytes at offset "
-            f"{chunk.byte_start}, found {len(data)}; drop it into the inbox again",
-            line=chunk.first_line,
-        )
-    return data
 
 
 def load_chunk(
@@ -78,11 +58,12 @@ def load_chunk(
         if path is None:
             conn.rollback()
             return ChunkResult(chunk.index, "already_loaded", 0, 0, "none", 0.0)
-        if target.format == CSV:
+        reader = format_of(target.format)
+        if isinstance(reader, RecordFormat):  # parsed in Python: one stream is enough
+            loads = [_load_records(conn, target, chunk, reader.read_chunk(path, target, chunk))]
+        else:  # the file's bytes go to COPY, in parts over several connections
             count = max(1, min(streams, chunk.byte_count // min_part_bytes))
             loads = _load_csv_parts(conninfo, conn, target, chunk, path, count)
-        else:  # NDJSON and Parquet: parsed in Python, one stream is enough
-            loads = [_load_records(conn, target, chunk, path)]
         rows = sum(load.rows for load in loads)
         rejected = sum(len(load.rejected) for load in loads)
         chunk_ledger.finish_chunk(
@@ -197,16 +178,12 @@ def _load_part(
 
 
 def _load_records(
-    conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPlan, path: Path
+    conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPlan, parsed: ParsedChunk
 ) -> _PartLoad:
-    """An NDJSON or Parquet chunk, read by its format's reader into a frame, then COPY'd."""
+    """A chunk read by its format's reader into a frame, COPY'd; rows refused are quarantined."""
     _set_lineage(conn, target, chunk.index)
-    if target.format == PARQUET:
-        frame = read_row_groups(path, target.columns, chunk)
-        rows, rejected = copy_checked(conn, target, chunk.first_line, frame, [], check_types=False)
-    else:
-        data = read_chunk_bytes(path, chunk)
-        parsed = parse_ndjson_chunk(data, target.columns, chunk.first_line, target.encoding)
-        rows, rejected = copy_checked(conn, target, chunk.first_line, parsed.frame, parsed.rejected)
+    rows, rejected = copy_checked(
+        conn, target, chunk.first_line, parsed.frame, parsed.rejected, check_types=not parsed.typed
+    )
     chunk_ledger.quarantine(conn, target.file_id, chunk.index, rejected)
     return _PartLoad(rows, rejected, "parsed")

@@ -15,11 +15,12 @@ from granula_pipeline.lib.control import chunks as chunk_ledger
 from granula_pipeline.lib.control import files as control
 from granula_pipeline.lib.db import connect
 from granula_pipeline.lib.errors import BadInputError, is_transient
+from granula_pipeline.lib.formats import format_of
+from granula_pipeline.lib.formats.names import table_name_for
 from granula_pipeline.lib.formats.source import identify
 from granula_pipeline.lib.inbox.admission import check_admissible
-from granula_pipeline.lib.load.tables import ensure_table, table_name_for
+from granula_pipeline.lib.load.tables import ensure_table
 from granula_pipeline.lib.model import ChunkPlan, FileRecord, FileStatus, LoadTarget, SourceFormat
-from granula_pipeline.lib.plan.survey import survey_file
 from granula_pipeline.settings import Settings
 
 
@@ -113,7 +114,7 @@ def _prepare(
         source = SourceFormat(record.format, record.compression, record.delimiter)
     else:
         source = identify(path, csv_delimiter=settings.csv_delimiter)
-    survey = survey_file(
+    survey = format_of(source.kind).survey(
         path,
         source,
         planned,

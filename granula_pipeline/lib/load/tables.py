@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 import psycopg
@@ -14,14 +13,6 @@ LINEAGE_COLUMNS = {
     "_granula_file_id": ("bigint", "granula.file_id", "granula.files.file_id of the source file"),
     "_granula_chunk_index": ("integer", "granula.chunk_index", "chunk of the file the row came in"),
 }
-
-
-def table_name_for(dataset: str) -> str:
-    """A dataset name as a SQL identifier: lower-case letters, digits and underscores."""
-    name = re.sub(r"[^\w]+", "_", dataset.strip().lower()).strip("_")
-    if not name:
-        raise ValueError(f"dataset name {dataset!r} has no letters or digits")
-    return f"_{name}"[:63] if name[0].isdigit() else name[:63]
 
 
 def ensure_table(

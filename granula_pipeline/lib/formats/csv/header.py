@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.records import ends_in_quote, first_record_end
+from granula_pipeline.lib.formats.names import column_names
 from granula_pipeline.lib.formats.source import HEAD_BYTES, read_head
 
 UTF8_BOM = b"\xef\xbb\xbf"
-PG_IDENTIFIER_MAX_BYTES = 63
 
 
 @dataclass(frozen=True)
@@ -65,36 +63,3 @@ def read_header(
         data_offset=end,
         first_data_line=2 + raw.count(b"\n") - (1 if raw.endswith(b"\n") else 0),
     )
-
-
-def column_names(source_names: list[str]) -> list[str]:
-    """Lower-case snake_case names, unique and never blank.
-
-    Leading underscores are stripped, so no name can clash with the `_granula_*` lineage columns.
-    """
-    columns: list[str] = []
-    taken: set[str] = set()
-    for position, name in enumerate(source_names, start=1):
-        base = _snake_case(name) or f"column_{position}"
-        candidate, suffix = base, 2
-        while candidate in taken:
-            candidate = _truncate(f"{base}_{suffix}", reserve=0)
-            suffix += 1
-        taken.add(candidate)
-        columns.append(candidate)
-    return columns
-
-
-def _snake_case(name: str) -> str:
-    text = unicodedata.normalize("NFC", name).strip().lower()
-    text = re.sub(r"[^\w]+", "_", text).strip("_")
-    if text and text[0].isdigit():
-        text = f"_{text}"
-    return _truncate(text, reserve=4)
-
-
-def _truncate(text: str, reserve: int) -> str:
-    limit = PG_IDENTIFIER_MAX_BYTES - reserve
-    while len(text.encode("utf-8")) > limit:
-        text = text[:-1]
-    return text
