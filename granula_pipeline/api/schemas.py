@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from granula_pipeline.lib.model import FileRecord
 
@@ -50,18 +50,11 @@ class FileStatus(BaseModel):
     progress_percent: float = Field(ge=0, le=100)
     error_message: str | None
 
+    model_config = ConfigDict(from_attributes=True)  # read from a FileRecord
+
     @classmethod
     def of(cls, record: FileRecord) -> FileStatus:
-        return cls(
-            file_id=record.file_id,
-            filename=record.filename,
-            status=record.status,
-            total_chunks=record.total_chunks,
-            processed_chunks=record.processed_chunks,
-            failed_chunks=record.failed_chunks,
-            progress_percent=record.progress_percent,
-            error_message=record.error_message,
-        )
+        return cls.model_validate(record)
 
 
 class ResultRow(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
@@ -63,6 +64,18 @@ class Column:
     name: str
     pg_type: str
     source_name: str
+
+
+@dataclass(frozen=True)
+class SurveyRequest:
+    """A file to survey, read as `source` says; `planned` is its plan if it was planned before
+    (a retry keeps it), and a new plan has chunks of at most `chunk_rows` and `max_bytes`."""
+
+    path: Path
+    source: SourceFormat
+    planned: list[ChunkPlan]
+    chunk_rows: int
+    max_bytes: int
 
 
 @dataclass(frozen=True)

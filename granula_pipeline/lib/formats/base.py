@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from granula_pipeline.lib.model import ChunkPlan, LoadTarget, ParsedChunk, SourceFormat, Survey
+from granula_pipeline.lib.model import ChunkPlan, LoadTarget, ParsedChunk, Survey, SurveyRequest
 
 
 class Format(Protocol):
@@ -15,15 +15,7 @@ class Format(Protocol):
     parses the bytes PostgreSQL refuses. The others are `RecordFormat`s.
     """
 
-    def survey(
-        self,
-        path: Path,
-        source: SourceFormat,
-        planned: list[ChunkPlan],
-        *,
-        chunk_rows: int,
-        max_bytes: int,
-    ) -> Survey:
+    def survey(self, request: SurveyRequest) -> Survey:
         """Plan the file (unless `planned`: a retry keeps its plan) and type its columns."""
         ...
 

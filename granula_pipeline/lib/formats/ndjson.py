@@ -29,8 +29,8 @@ from granula_pipeline.lib.model import (
     LoadTarget,
     ParsedChunk,
     Rejected,
-    SourceFormat,
     Survey,
+    SurveyRequest,
 )
 
 JSONB = "jsonb"
@@ -147,27 +147,16 @@ def _text(value: Any, pg_type: str) -> str | None:
 
 
 class NdjsonFormat:
-    def survey(
-        self,
-        path: Path,
-        source: SourceFormat,
-        planned: list[ChunkPlan],
-        *,
-        chunk_rows: int,
-        max_bytes: int,
-    ) -> Survey:
+    def survey(self, request: SurveyRequest) -> Survey:
+        path, source = request.path, request.source
         encoding = detect_encoding(path, source.compression)
         with path.open("rb") as head:
             data_offset = len(UTF8_BOM) if head.read(len(UTF8_BOM)) == UTF8_BOM else 0
         chunks, plan = plan_text(
-            path,
-            source,
-            planned,
+            request,
             data_offset=data_offset,
             first_line=1,
             quoting=False,  # a JSON string cannot hold a raw newline
-            chunk_rows=chunk_rows,
-            max_bytes=max_bytes,
             empty=BadInputError("the file is empty: it has no JSON lines"),
         )
         lines = sample(path, chunks, source.compression, _whole_lines)

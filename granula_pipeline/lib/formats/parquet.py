@@ -25,8 +25,8 @@ from granula_pipeline.lib.model import (
     FilePlan,
     LoadTarget,
     ParsedChunk,
-    SourceFormat,
     Survey,
+    SurveyRequest,
 )
 
 JSONB, BYTEA = "jsonb", "bytea"
@@ -155,18 +155,11 @@ def _as_copy_text(dtype: pl.DataType, column: Column) -> pl.Expr:
 
 
 class ParquetFormat:
-    def survey(
-        self,
-        path: Path,
-        source: SourceFormat,
-        planned: list[ChunkPlan],
-        *,
-        chunk_rows: int,
-        max_bytes: int,
-    ) -> Survey:
+    def survey(self, request: SurveyRequest) -> Survey:
+        path, planned = request.path, request.planned
         plan = None
         if not planned:
-            plan = plan_row_groups(path, chunk_rows=chunk_rows, max_bytes=max_bytes)
+            plan = plan_row_groups(path, chunk_rows=request.chunk_rows, max_bytes=request.max_bytes)
         return Survey("UTF8", plan.chunks if plan else planned, plan, parquet_columns(path))
 
     def read_chunk(self, path: Path, target: LoadTarget, chunk: ChunkPlan) -> ParsedChunk:

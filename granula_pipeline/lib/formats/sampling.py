@@ -8,7 +8,7 @@ from pathlib import Path
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.chunking import plan_file
 from granula_pipeline.lib.formats.source import open_source
-from granula_pipeline.lib.model import ChunkPlan, FilePlan, SourceFormat
+from granula_pipeline.lib.model import ChunkPlan, FilePlan, SurveyRequest
 
 SAMPLE_CHUNKS = 16
 SAMPLE_BYTES_PER_CHUNK = 512 * 1024
@@ -16,28 +16,24 @@ SAMPLE_BYTES_FIRST_CHUNK = 4 * 1024 * 1024
 
 
 def plan_text(
-    path: Path,
-    source: SourceFormat,
-    planned: list[ChunkPlan],
+    request: SurveyRequest,
     *,
     data_offset: int,
     first_line: int,
     quoting: bool,
-    chunk_rows: int,
-    max_bytes: int,
     empty: BadInputError,
 ) -> tuple[list[ChunkPlan], FilePlan | None]:
-    """The file's chunks: `planned` if it was planned before, else a new plan (raising `empty`
-    when it holds no records)."""
-    if planned:
-        return planned, None
+    """The file's chunks: those planned before if any, else a new plan (raising `empty` when it
+    holds no records)."""
+    if request.planned:
+        return request.planned, None
     plan = plan_file(
-        path,
+        request.path,
         data_offset=data_offset,
         first_line=first_line,
-        chunk_rows=chunk_rows,
-        max_bytes=max_bytes,
-        compression=source.compression,
+        chunk_rows=request.chunk_rows,
+        max_bytes=request.max_bytes,
+        compression=request.source.compression,
         quoting=quoting,
     )
     if plan.planned_rows == 0:

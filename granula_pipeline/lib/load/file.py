@@ -20,7 +20,14 @@ from granula_pipeline.lib.formats.names import table_name_for
 from granula_pipeline.lib.formats.source import identify
 from granula_pipeline.lib.inbox.admission import check_admissible
 from granula_pipeline.lib.load.tables import ensure_table
-from granula_pipeline.lib.model import ChunkPlan, FileRecord, FileStatus, LoadTarget, SourceFormat
+from granula_pipeline.lib.model import (
+    ChunkPlan,
+    FileRecord,
+    FileStatus,
+    LoadTarget,
+    SourceFormat,
+    SurveyRequest,
+)
 from granula_pipeline.settings import Settings
 
 
@@ -115,11 +122,7 @@ def _prepare(
     else:
         source = identify(path, csv_delimiter=settings.csv_delimiter)
     survey = format_of(source.kind).survey(
-        path,
-        source,
-        planned,
-        chunk_rows=settings.chunk_size,
-        max_bytes=settings.chunk_max_bytes,
+        SurveyRequest(path, source, planned, settings.chunk_size, settings.chunk_max_bytes)
     )
     plan = survey.plan
     if plan is not None and not allow_duplicate:
