@@ -13,7 +13,7 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 
 from granula_pipeline.definitions import build_definitions
 from granula_pipeline.defs.ingest import FORCE_TAG, ingest_file
-from granula_pipeline.defs.partitions import inbox_partitions
+from granula_pipeline.defs.partitions import INBOX_PARTITIONS_NAME
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.sensors import run_tags
 from granula_pipeline.lib.control import files as control
@@ -34,7 +34,7 @@ def register(
 ) -> tuple[FileRecord, dict[str, str]]:
     """Record the file as queued and add its dynamic partition; return it with its run tags."""
     record, found = register_file(granula.settings, path, dataset=dataset, priority=priority)
-    instance.add_dynamic_partitions(inbox_partitions.name, [record.partition_key])
+    instance.add_dynamic_partitions(INBOX_PARTITIONS_NAME, [record.partition_key])
     return record, run_tags(found)
 
 
@@ -66,7 +66,7 @@ def ingest_registered(
 ) -> tuple[FileRecord, ExecuteInProcessResult]:
     """Run `ingest_file` for a file registered already, as run `run_id` if given (the id
     `plans_ahead` planned the file for)."""
-    instance.add_dynamic_partitions(inbox_partitions.name, [record.partition_key])
+    instance.add_dynamic_partitions(INBOX_PARTITIONS_NAME, [record.partition_key])
     tags = run_tags(found)
     if force:
         tags[FORCE_TAG] = "true"
@@ -142,7 +142,7 @@ def retry(
         if record.status == FileStatus.COMPLETED:
             return record, None
         control.reopen_file(conn, file_id)
-    instance.add_dynamic_partitions(inbox_partitions.name, [record.partition_key])
+    instance.add_dynamic_partitions(INBOX_PARTITIONS_NAME, [record.partition_key])
     tags = {
         "dagster/priority": str(record.priority),
         "granula/file": record.filename,
@@ -157,12 +157,12 @@ def prune(
 ) -> dict[str, int]:
     """Drop the dynamic partitions of files that ended longer than `age` ago (the UI slows
     down with tens of thousands); with `delete_rows`, their loaded rows and control rows too."""
-    known = set(instance.get_dynamic_partitions(inbox_partitions.name))
+    known = set(instance.get_dynamic_partitions(INBOX_PARTITIONS_NAME))
     partitions = rows = 0
     with granula.connect() as conn:
         for record in ended_before(conn, age):
             if record.partition_key in known:
-                instance.delete_dynamic_partition(inbox_partitions.name, record.partition_key)
+                instance.delete_dynamic_partition(INBOX_PARTITIONS_NAME, record.partition_key)
                 partitions += 1
             with conn.transaction():
                 rows += forget_file(conn, record, delete_rows=delete_rows)

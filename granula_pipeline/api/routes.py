@@ -37,7 +37,7 @@ from granula_pipeline.lib.model import FileRecord
 from granula_pipeline.settings import Settings
 
 MAX_BIGINT = 2**63 - 1
-OnUpload = Callable[[FileRecord], None]
+OnUpload = Callable[[FileRecord], object]
 
 router = APIRouter(prefix="/api/v1")
 

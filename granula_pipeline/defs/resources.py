@@ -65,7 +65,7 @@ class GranulaResource(ConfigurableResource):
         for name in type(self).model_fields:
             value = getattr(self, name)
             given[name] = value.get_value() if isinstance(value, EnvVar) else value
-        return Settings(**{name: value for name, value in given.items() if value is not None})
+        return Settings.model_validate({k: v for k, v in given.items() if v is not None})
 
     def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
         return connect(self.settings.psycopg_conninfo, autocommit=autocommit)

@@ -45,11 +45,13 @@ SELECT_FILES = """
 """
 
 
-def files_where(conn: psycopg.Connection, condition: str, params: tuple) -> list[FileRecord]:
+def files_where(
+    conn: psycopg.Connection, condition: str, params: tuple[object, ...]
+) -> list[FileRecord]:
     """The files that `condition` (SQL over the alias `f`) selects, in file_id order."""
     cursor = conn.cursor(row_factory=class_row(FileRecord))
     query = f"{SELECT_FILES} WHERE {condition} ORDER BY f.file_id"
-    return cursor.execute(query, params).fetchall()  # type: ignore[arg-type]
+    return cursor.execute(query, params).fetchall()
 
 
 def file_by_key(conn: psycopg.Connection, partition_key: str) -> FileRecord | None:

@@ -91,4 +91,5 @@ def _temporal_type(values: pl.Series) -> str | None:
         parsed = values.str.to_datetime(strict=True, time_unit="us")
     except (pl.exceptions.PolarsError, ValueError):
         return None
-    return "timestamp with time zone" if parsed.dtype.time_zone else "timestamp without time zone"
+    zoned = isinstance(parsed.dtype, pl.Datetime) and parsed.dtype.time_zone is not None
+    return "timestamp with time zone" if zoned else "timestamp without time zone"

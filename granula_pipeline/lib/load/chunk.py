@@ -70,7 +70,9 @@ def load_chunk(
             conn, target.file_id, chunk.index, row_count=rows, rejected=rejected
         )
         conn.commit()
-    method = "parsed" if any(load.method == "parsed" for load in loads) else "copy"
+    method: Literal["copy", "parsed"] = (
+        "parsed" if any(load.method == "parsed" for load in loads) else "copy"
+    )
     seconds = time.perf_counter() - started
     return ChunkResult(chunk.index, "loaded", rows, rejected, method, seconds, len(loads))
 

@@ -20,4 +20,4 @@ class Backoff:
         if retry > self.max_retries:
             return None
         wait = self.base * 2 ** (retry - 1) * (0.5 + random.random())
-        return max(0.0, min(self.cap, wait))
+        return float(max(0.0, min(self.cap, wait)))

@@ -62,9 +62,10 @@ def parse_chunk(
             if reason:
                 rejected.append(Rejected(first_line + start, lines.between(start, end), reason))
             else:
+                fields: list[str | None] = list(record)
                 if "" in record:
-                    record = _empty_as_null(record, lines.between(start, end), delimiter)
-                for column_values, value in zip(values, record, strict=True):
+                    fields = _empty_as_null(record, lines.between(start, end), delimiter)
+                for column_values, value in zip(values, fields, strict=True):
                     column_values.append(value)
                 record_lines.append(first_line + start)
         start = end

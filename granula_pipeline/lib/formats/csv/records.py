@@ -19,7 +19,8 @@ def ends_outside_quotes(newlines: np.ndarray, quotes: np.ndarray, in_quote: int 
     them, counting `in_quote` (1 if the data starts inside a quoted field)."""
     if not len(quotes):
         return newlines if not in_quote else newlines[:0]
-    return newlines[((np.searchsorted(quotes, newlines) + in_quote) & 1) == 0]
+    ends: np.ndarray = newlines[((np.searchsorted(quotes, newlines) + in_quote) & 1) == 0]
+    return ends
 
 
 def record_ends(chunk: bytes | memoryview, in_quote: int = 0) -> tuple[np.ndarray, bool]:
