@@ -124,6 +124,16 @@ def test_too_many_rejects_fail_the_file(instance, settings, database_url, monkey
     assert "10 of 100 rows were rejected, over MAX_REJECTED_PERCENT=5" in record.error_message
 
 
+def test_a_threshold_failure_names_the_first_rejected_lines_and_why(instance, granula, settings):
+    path = drop(settings, "ragged.csv", b"a,b\n1,1\n2,2,extra\n3,3\n")
+    record, _ = load(instance, granula, path)
+    assert record.status == "failed"
+    assert record.error_message == (
+        "1 of 3 rows were rejected, over MAX_REJECTED_PERCENT=10: line 3: this record has 3 "
+        "fields but the header has 2; see granula.rejected_rows for each line and why"
+    )
+
+
 def test_latin1_file_is_detected_and_loaded_exactly(instance, granula, settings, db):
     path = drop(settings, "latin.csv", "id,city\n1,Montréal\n2,Zürich\n".encode("cp1252"))
     record, _ = load(instance, granula, path)

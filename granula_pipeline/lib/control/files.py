@@ -131,6 +131,11 @@ def refresh_file(conn: psycopg.Connection, file_id: int) -> None:
                                      error_message), E'\n' ORDER BY chunk_index)
                        FILTER (WHERE status = 'failed') AS errors
             FROM granula.chunks WHERE file_id = %(file_id)s
+        ), first_rejected AS (
+            SELECT coalesce(': ' || string_agg(format('line %%s: %%s', line_number, reason), '; '
+                                               ORDER BY line_number), '') AS lines
+            FROM (SELECT line_number, reason FROM granula.rejected_rows
+                  WHERE file_id = %(file_id)s ORDER BY line_number LIMIT 3) AS firsts
         )
         UPDATE granula.files AS f
         SET processed_chunks = counts.processed,
@@ -141,12 +146,12 @@ def refresh_file(conn: psycopg.Connection, file_id: int) -> None:
                 WHEN counts.failed > 0 THEN counts.errors
                 WHEN counts.processed + counts.failed < f.total_chunks THEN f.error_message
                 WHEN counts.rejected * 100.0 > f.max_rejected_percent * f.total_rows THEN format(
-                    '%%s of %%s rows were rejected, over MAX_REJECTED_PERCENT=%%s; '
+                    '%%s of %%s rows were rejected, over MAX_REJECTED_PERCENT=%%s%%s; '
                     'see granula.rejected_rows for each line and why',
-                    counts.rejected, f.total_rows, f.max_rejected_percent)
+                    counts.rejected, f.total_rows, f.max_rejected_percent, first_rejected.lines)
                 WHEN counts.rejected > 0 THEN format(
-                    '%%s rows were rejected; see granula.rejected_rows for each line and why',
-                    counts.rejected)
+                    '%%s rows were rejected%%s; see granula.rejected_rows for each line and why',
+                    counts.rejected, first_rejected.lines)
                 ELSE f.error_message END,
             status = CASE
                 WHEN counts.processed + counts.failed < f.total_chunks THEN %(processing)s
@@ -156,7 +161,7 @@ def refresh_file(conn: psycopg.Connection, file_id: int) -> None:
             finished_at = CASE WHEN counts.processed + counts.failed < f.total_chunks THEN NULL
                                ELSE now() END,
             updated_at = now()
-        FROM counts
+        FROM counts, first_rejected
         WHERE f.file_id = %(file_id)s AND f.total_chunks IS NOT NULL
         """,
         {"file_id": file_id, **{status.name.lower(): status.value for status in FileStatus}},
