@@ -134,6 +134,22 @@ def test_a_threshold_failure_names_the_first_rejected_lines_and_why(instance, gr
     )
 
 
+def test_a_file_the_database_refuses_ends_in_failed_not_in_the_inbox(
+    instance, granula, settings, db
+):
+    # Not bad input as such: PostgreSQL cannot take the rows (here a view has the table's name).
+    db.execute("CREATE SCHEMA IF NOT EXISTS datasets")
+    db.execute("CREATE VIEW datasets.blocked AS SELECT 1::bigint AS id")
+    path = drop(settings, "blocked.csv", b"id\n1\n2\n")
+    record, result = load(instance, granula, path)
+    assert not result.success
+    assert record.status == "failed"
+    assert record.error_message.startswith("PostgreSQL: ")
+    assert "Traceback" not in record.error_message
+    assert not path.exists(), "a failed file must leave the inbox, so a new copy can come in"
+    assert failed_copy(settings, record).read_bytes() == b"id\n1\n2\n"
+
+
 def test_latin1_file_is_detected_and_loaded_exactly(instance, granula, settings, db):
     path = drop(settings, "latin.csv", "id,city\n1,Montréal\n2,Zürich\n".encode("cp1252"))
     record, _ = load(instance, granula, path)

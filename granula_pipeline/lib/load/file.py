@@ -14,7 +14,7 @@ import psycopg
 from granula_pipeline.lib.control import chunks as chunk_ledger
 from granula_pipeline.lib.control import files as control
 from granula_pipeline.lib.db import connect
-from granula_pipeline.lib.errors import BadInputError, is_transient
+from granula_pipeline.lib.errors import BadInputError, describe, is_transient
 from granula_pipeline.lib.formats import format_of
 from granula_pipeline.lib.formats.names import table_name_for
 from granula_pipeline.lib.formats.source import identify
@@ -64,7 +64,8 @@ def prepare_load(
             raise
         except Exception as exc:
             if not is_transient(exc):  # a transient error is retried; anything else is final
-                control.fail_file(conn, record.file_id, f"{type(exc).__name__}: {exc}")
+                control.fail_file(conn, record.file_id, describe(exc))
+                _retire(settings, conn, record, settings.failed_dir)
             raise
 
 
