@@ -21,3 +21,16 @@ def test_inbox_file_loads_typed_rows_with_lineage_and_moves_to_processed(
     ]
     assert not path.exists()
     assert (settings.processed_dir / f"{record.file_id}-orders.csv").exists()
+
+
+def test_a_file_loaded_before_loads_again_into_another_dataset_when_forced(
+    instance, granula, tmp_path, db
+):
+    path = tmp_path / "export.csv"
+    path.write_text("id\n1\n2\n")
+    first, _ = ingest(instance, granula, path, dataset="old")
+    again, result = ingest(instance, granula, path, dataset="new", force=True)
+
+    assert result.success and again.status == "completed"
+    assert again.file_id != first.file_id and again.table_name == "datasets.new"
+    assert db.execute("SELECT id FROM datasets.new ORDER BY id").fetchall() == [(1,), (2,)]

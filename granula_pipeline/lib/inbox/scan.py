@@ -36,8 +36,10 @@ class InboxFile:
 
     @property
     def partition_key(self) -> str:
+        """The file's partition: one per path, content and dataset (the same file loaded into
+        another dataset is another load)."""
         digest = hashlib.blake2b(
-            f"{self.relative_path}|{self.signature}".encode(), digest_size=4
+            f"{self.relative_path}|{self.signature}|{self.dataset}".encode(), digest_size=4
         ).hexdigest()
         return f"{self.relative_path}@{digest}"
 
