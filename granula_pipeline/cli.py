@@ -152,7 +152,8 @@ def _emit(payload: dict[str, Any]) -> None:
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     from granula_pipeline.stack import up
 
-    return up(settings, port=args.port, host=args.host)
+    # The environment only: a URL file left by a stack that was killed names a stopped server.
+    return up(Settings(), port=args.port, host=args.host)
 
 
 @contextmanager

@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEFAULT_DATA_DIR = Path("data")
+# Where `granula up` writes its database's URL while it runs, for the commands run beside it.
+STACK_DATABASE_URL = Path(".granula") / "database_url"
 
 
 class MissingDatabase(RuntimeError):
@@ -141,5 +143,10 @@ def sqlalchemy_url(url: str, driver: str) -> str:
 
 
 def load_settings() -> Settings:
-    """Read the settings from the environment now (not at import time)."""
-    return Settings()
+    """Read the settings from the environment now (not at import time); without DATABASE_URL,
+    the database of the `granula up` running in this folder, if one is."""
+    settings = Settings()
+    if not settings.database_url and STACK_DATABASE_URL.is_file():
+        url = STACK_DATABASE_URL.read_text().strip()
+        settings = settings.model_copy(update={"database_url": url})
+    return settings

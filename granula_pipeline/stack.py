@@ -13,7 +13,7 @@ from pathlib import Path
 
 from granula_pipeline.lib.db import connect
 from granula_pipeline.lib.db.migrate import ensure_migrated
-from granula_pipeline.settings import Settings
+from granula_pipeline.settings import STACK_DATABASE_URL, Settings
 
 STATE_DIR = Path(".granula")
 EMBEDDED_DATABASE = "granula"
@@ -125,7 +125,7 @@ def _run(settings: Settings, port: int, host: str) -> int:
         "DAGSTER_HOME": str(dagster_home()),
         "MAX_CONCURRENCY": str(settings.max_concurrency),
     }
-    (STATE_DIR / "database_url").write_text(settings.psycopg_conninfo + "\n")
+    STACK_DATABASE_URL.write_text(settings.psycopg_conninfo + "\n")
     print(f"Granula: database {settings.psycopg_conninfo}", file=sys.stderr)
     print(
         f"Granula: drop files into {settings.inbox.resolve()}/ ; UI at http://{host}:{port}",
@@ -149,3 +149,5 @@ def _run(settings: Settings, port: int, host: str) -> int:
     except KeyboardInterrupt:
         dagster.terminate()  # dagster dev stops its webserver, daemon and code server
         return dagster.wait()
+    finally:
+        STACK_DATABASE_URL.unlink(missing_ok=True)  # the stack is gone: so is its database

@@ -174,3 +174,34 @@ def test_submit_then_dagster_job_execute_loads_fifty_thousand_rows(env, settings
     assert count == (50_000, 50_000)
     assert not (settings.inbox / "priority-7" / "big.csv").exists()
     assert Path(status["path"]).is_file() and "processed" in status["path"]
+
+
+def test_status_beside_a_running_stack_uses_its_database(env, tmp_path, db):
+    code, loaded = granula(env, "ingest", str(write_orders(tmp_path / "stacked.csv", 3)))
+    assert code == 0
+    # What `granula up` leaves in its folder while it runs; no DATABASE_URL in the environment.
+    (tmp_path / ".granula").mkdir()
+    (tmp_path / ".granula" / "database_url").write_text(env["DATABASE_URL"] + "\n")
+    bare = {k: v for k, v in env.items() if k != "DATABASE_URL"}
+    done = subprocess.run(
+        [sys.executable, *GRANULA, "status", str(loaded["file_id"])],
+        env=bare,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "completed"
+    # With no stack running there, the command says what is missing, without a traceback.
+    (tmp_path / ".granula" / "database_url").unlink()
+    done = subprocess.run(
+        [sys.executable, *GRANULA, "status", "1"],
+        env=bare,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "DATABASE_URL is not set" in json.loads(done.stdout)["error"]
