@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start, command 2: install, make sure PostgreSQL is up, lint, check the import contracts,
-# run the whole test suite.
+# run the whole test suite. Arguments go to pytest: `scripts/test.sh -m "not slow"` is the fast tier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -12,6 +12,8 @@ from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.sensors import inbox_sensor
 from granula_pipeline.lib.control import files as control
 
+pytestmark = pytest.mark.slow
+
 
 def tick(instance, granula: GranulaResource, cursor: str | None) -> SensorResult:
     context = build_sensor_context(instance=instance, cursor=cursor, resources={"granula": granula})
