@@ -9,6 +9,8 @@ import pytest
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.runs import ingest
 
+pytestmark = pytest.mark.slow
+
 
 def load(instance, granula, path: Path, **kwargs):
     record, result = ingest(instance, granula, path, **kwargs)

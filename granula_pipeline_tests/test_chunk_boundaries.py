@@ -20,6 +20,8 @@ from dagster import DagsterInstance
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.runs import ingest
 
+pytestmark = pytest.mark.slow
+
 ROWS = 3_000
 NOTES = [
     "plain",

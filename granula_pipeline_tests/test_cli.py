@@ -13,6 +13,8 @@ from dagster import DagsterInstance
 
 from granula_pipeline_tests.factories import write_orders
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 SUMMARY_KEYS = {"file_id", "status", "table", "total_rows", "loaded_rows", "rejected_rows", "error"}
 

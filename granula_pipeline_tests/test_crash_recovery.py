@@ -21,6 +21,8 @@ from granula_pipeline.runs import ingest
 from granula_pipeline.settings import Settings
 from granula_pipeline_tests.factories import write_orders
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 ROWS, CHUNK = 1000, 50  # twenty chunks
 

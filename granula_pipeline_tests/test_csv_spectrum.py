@@ -23,6 +23,8 @@ from granula_pipeline.lib.load.tables import LINEAGE_COLUMNS
 from granula_pipeline.lib.model import FileRecord
 from granula_pipeline.runs import ingest
 
+pytestmark = pytest.mark.slow
+
 SPECTRUM = Path(__file__).parent / "fixtures" / "csv-spectrum"
 CASES = sorted(path.stem for path in (SPECTRUM / "csvs").glob("*.csv"))
 

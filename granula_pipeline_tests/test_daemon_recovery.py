@@ -19,6 +19,8 @@ from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.test_crash_recovery import slow_down, wait_for
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 ROWS, CHUNK = 1000, 50
 

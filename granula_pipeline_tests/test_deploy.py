@@ -33,6 +33,8 @@ from sqlalchemy.engine import make_url
 from granula_pipeline.lib.db.migrate import ensure_migrated, latest_revision
 from granula_pipeline.settings import Settings, sqlalchemy_url
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER_SERVICES = ("granula", "webserver", "daemon")
 CLIS: dict[str, click.Command] = {

@@ -14,6 +14,8 @@ from granula_pipeline.runs import ingest, retry
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.faults import clear_fault, inject_fault
 
+pytestmark = pytest.mark.slow
+
 ROWS, CHUNK = 600, 100  # six chunks
 
 

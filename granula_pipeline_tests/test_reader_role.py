@@ -9,6 +9,8 @@ from dagster_postgres import PostgresRunStorage
 from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def reader(settings):

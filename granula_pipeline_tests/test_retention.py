@@ -11,6 +11,8 @@ from granula_pipeline.lib.control.retention import parse_age
 from granula_pipeline.runs import ingest, prune
 from granula_pipeline_tests.factories import write_orders
 
+pytestmark = pytest.mark.slow
+
 
 def age_file(db, file_id: int, days: int) -> None:
     db.execute(

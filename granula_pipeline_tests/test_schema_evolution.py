@@ -7,6 +7,8 @@ import pytest
 from granula_pipeline.lib.load.tables import widened_type
 from granula_pipeline.runs import ingest
 
+pytestmark = pytest.mark.slow
+
 
 def load(instance, granula, settings, name: str, text: str, dataset: str):
     path = settings.inbox / name

@@ -34,6 +34,8 @@ from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.faults import inject_fault
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = Path(os.environ.get("GRANULA_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless",

@@ -12,6 +12,7 @@ from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.sensors import build_inbox_sensor
 from granula_pipeline.lib.control import files as control
 
+pytestmark = pytest.mark.slow
 inbox_sensor = build_inbox_sensor(interval_seconds=5)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from dagster import AssetCheckKey, AssetKey
 
 from granula_pipeline.defs.resources import GranulaResource
@@ -9,6 +10,8 @@ from granula_pipeline.defs.status import COLUMNS_UNCHANGED, NO_FAILED_CHUNKS, RO
 from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.faults import inject_fault
+
+pytestmark = pytest.mark.slow
 
 FILE_STATUS = AssetKey("file_status")
 

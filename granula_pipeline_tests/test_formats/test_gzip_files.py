@@ -15,6 +15,8 @@ from granula_pipeline.lib.model import ChunkPlan
 from granula_pipeline_tests.factories import order_row
 from granula_pipeline_tests.loads import chunks, failed_copy, load
 
+pytestmark = pytest.mark.slow
+
 ROWS = 40
 
 

@@ -10,6 +10,8 @@ from dagster import DagsterInstance
 
 from granula_pipeline_tests.loads import chunks, column_types, failed_copy, load, rejected
 
+pytestmark = pytest.mark.slow
+
 ROWS = 45
 
 
