@@ -18,6 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+pytestmark = pytest.mark.slow  # starts `granula up`: an embedded server and dagster dev
+
 REPO = Path(__file__).resolve().parents[1]
 # What the `granula` console script runs: `command.run`, which ends the process with os._exit.
 GRANULA = [sys.executable, "-c", "from granula_pipeline.command import run; run()"]

@@ -9,6 +9,8 @@ scripts/ensure_postgres.sh
 # The import contracts of pyproject's [tool.importlinter]: lib free of Dagster and the web stack,
 # api free of Dagster.
 .venv/bin/lint-imports --no-cache
+# Types: strict on the engine (lib/), checked everywhere else (pyproject's [tool.mypy]).
+.venv/bin/mypy
 # The UI test drives Debian's Chromium through Playwright (no browser download needed).
 if [ -z "${GRANULA_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ] && [ "$(id -u)" -eq 0 ] \
     && command -v apt-get >/dev/null; then
