@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     max_record_mb: int = Field(
         default=64, ge=1, description="Longest record (CSV record, NDJSON line) accepted, MiB."
     )
+    max_run_seconds: int = Field(
+        default=6 * 3600,
+        ge=0,
+        description="A run that takes longer is failed and its queue slot freed by the "
+        "daemon's run monitoring; 0: no limit.",
+    )
     allowed_content_types: str = Field(
         default="text/csv,application/csv,text/plain,text/tab-separated-values,"
         "application/x-ndjson,application/jsonl,application/vnd.apache.parquet",

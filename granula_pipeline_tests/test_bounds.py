@@ -1,19 +1,29 @@
-"""What a file can make Granula spend is bounded: the bytes it expands to, its longest record."""
+"""What a file can make Granula spend is bounded: the bytes it expands to, its longest record,
+the time its run takes."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
+import yaml
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from granula_pipeline.defs.watchdog import is_running, worker
+from granula_pipeline.runs import ingest
 from granula_pipeline.settings import Settings
+from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.loads import chunks, load
+from granula_pipeline_tests.test_crash_recovery import slow_down, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 GRANULA = str(Path(sys.executable).parent / "granula")
@@ -32,14 +42,13 @@ def gzip_bomb(path: Path, header: bytes, line: bytes, mib: int) -> Path:
 
 
 def granula_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {
-        **os.environ,
+    env = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
+    return {
+        **env,
         "DATABASE_URL": settings.database_url,
         "DATA_DIR": str(settings.data_dir),
         **extra,
     }
-    env.pop("DAGSTER_HOME", None)
-    return env
 
 
 def granula_ingest(env: dict[str, str], path: Path, *args: str, timeout: float) -> dict:
@@ -130,3 +139,99 @@ def test_quoted_field_running_past_max_record_mb_points_at_a_stray_quote(memory_
     assert "over MAX_RECORD_MB=1" in (record.error_message or "")
     assert "stray double quote" in (record.error_message or "")
     assert (record.error_message or "").endswith("(line 2)")
+
+
+# Run time
+
+
+def test_every_run_carries_max_run_seconds_and_the_instance_has_the_same_default(
+    memory_instance, settings
+):
+    granula = _granula(settings, max_run_seconds=90)
+    record, result = ingest(memory_instance, granula, write_orders(settings.inbox / "t.csv", 3))
+    assert record.status == "completed"
+    assert result.dagster_run.tags["dagster/max_runtime"] == "90"
+    default = Settings.model_fields["max_run_seconds"].default
+    for config in ("dagster.yaml", "deploy/dagster.k8s.yaml", "deploy/dagster.celery.yaml"):
+        monitoring = yaml.safe_load((REPO / config).read_text())["run_monitoring"]
+        assert monitoring["max_runtime_seconds"] == default, config
+
+
+def _granula(settings: Settings, **update):
+    from granula_pipeline.defs.resources import GranulaResource
+
+    return GranulaResource.from_settings(settings.model_copy(update=update))
+
+
+@pytest.fixture
+def dagster_home(tmp_path, settings) -> Path:
+    """The repository's dagster.yaml on this module's database, polling every second."""
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    config["run_monitoring"]["poll_interval_seconds"] = 1
+    config["run_coordinator"]["config"]["dequeue_interval_seconds"] = 1
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return home
+
+
+@pytest.fixture
+def daemon(settings, dagster_home):
+    env = granula_env(
+        settings,
+        DAGSTER_HOME=str(dagster_home),
+        DAGSTER_PG_URL=settings.dagster_storage_url,
+        MAX_CONCURRENCY="1",
+        MAX_RUN_SECONDS="4",
+        SENSOR_INTERVAL_SECONDS="1",
+        SETTLE_SECONDS="0",
+    )
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    yield env
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    finally:  # the code server and run workers it started, whatever they are doing
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def file_status(db: psycopg.Connection, filename: str) -> str | None:
+    row = db.execute("SELECT status FROM granula.files WHERE filename = %s", (filename,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def test_run_over_max_run_seconds_is_failed_and_its_slot_freed(
+    memory_instance, settings, db, daemon, monkeypatch
+):
+    ingest(memory_instance, _granula(settings), write_orders(settings.data_dir / "s.csv", 1))
+    slow_down(settings.database_url, "s", 600)  # every COPY into datasets.s hangs
+    (settings.inbox / "s").mkdir()
+    write_orders(settings.inbox / "s" / "hangs.csv", 10)
+
+    monkeypatch.setenv("DAGSTER_HOME", daemon["DAGSTER_HOME"])
+    monkeypatch.setenv("DAGSTER_PG_URL", daemon["DAGSTER_PG_URL"])
+    monkeypatch.setenv("MAX_CONCURRENCY", "1")
+    with DagsterInstance.get() as stack:
+        wait_for(lambda: stack.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED])), 120)
+        [hung] = stack.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+        assert hung.tags["dagster/max_runtime"] == "4"
+        # Queued behind the hung run: the only slot (MAX_CONCURRENCY=1) must come free.
+        write_orders(settings.inbox / "next.csv", 10)
+
+        wait_for(lambda: file_status(db, "next.csv") == "completed", 90)
+        ended = stack.get_run_by_id(hung.run_id)
+        assert ended is not None and ended.status == DagsterRunStatus.FAILURE
+        messages = [event.message for event in stack.all_logs(hung.run_id)]
+        assert any("maximum runtime of 4 seconds" in message for message in messages)
+        # Its process stopped too (run retries then try the file again, and hang again).
+        found = worker(stack, hung.run_id)
+        assert found is not None
+        wait_for(lambda: not is_running(*found), 30)

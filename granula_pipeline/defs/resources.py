@@ -24,6 +24,7 @@ RUN_SETTINGS = (
     "max_decompressed_mb",
     "max_gzip_ratio",
     "max_record_mb",
+    "max_run_seconds",
     "allowed_content_types",
     "csv_delimiter",
     "results_schema",
@@ -49,6 +50,7 @@ class GranulaResource(ConfigurableResource):
     max_decompressed_mb: int | None = None
     max_gzip_ratio: float | None = None
     max_record_mb: int | None = None
+    max_run_seconds: int | None = None
     allowed_content_types: str | None = None
     csv_delimiter: str | None = None
     results_schema: str | None = None
