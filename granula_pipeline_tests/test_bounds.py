@@ -1,5 +1,5 @@
 """What a file can make Granula spend is bounded: the bytes it expands to, its longest record,
-the time its run takes."""
+the time its run takes; and a load stopped with SIGTERM stops at once, its chunks consistent."""
 
 from __future__ import annotations
 
@@ -235,3 +235,68 @@ def test_run_over_max_run_seconds_is_failed_and_its_slot_freed(
         found = worker(stack, hung.run_id)
         assert found is not None
         wait_for(lambda: not is_running(*found), 30)
+
+
+# SIGTERM
+
+
+def test_load_stopped_with_sigterm_stops_promptly_and_a_retry_loads_exactly_once(
+    memory_instance, settings, db, tmp_path
+):
+    ingest(memory_instance, _granula(settings), write_orders(settings.data_dir / "t.csv", 1))
+    # Once the first chunk is in, every COPY into the table hangs.
+    db.execute(
+        """
+        CREATE FUNCTION t_hang() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF (SELECT count(*) FROM datasets.t) > 1 THEN PERFORM pg_sleep(600); END IF;
+        RETURN NULL; END $$
+        """
+    )
+    db.execute("CREATE TRIGGER hang BEFORE INSERT ON datasets.t EXECUTE FUNCTION t_hang()")
+    rows = 600_000
+    path = write_orders(tmp_path / "big.csv", rows)
+    # Chunks of 250,000 rows (9 MiB), each COPY'd in two parts over two connections at once.
+    env = granula_env(settings, CHUNK_SIZE="250000", COPY_STREAMS="2")
+    load_process = subprocess.Popen(
+        [GRANULA, "ingest", str(path), "--dataset", "t"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: len(sleeping_backends(db)) == 2, 90)  # the second chunk's two parts
+
+    stopped_at = time.monotonic()
+    load_process.send_signal(signal.SIGTERM)
+    try:
+        out, _ = load_process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        load_process.kill()
+        load_process.communicate()
+        pytest.fail("granula ingest ignored SIGTERM for 20s")
+    assert time.monotonic() - stopped_at < 5
+    assert load_process.returncode != 0
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (summary["status"], summary["loaded_rows"]) == ("processing", 250_000)
+    wait_for(lambda: not sleeping_backends(db), 10)
+    file_id = summary["file_id"]
+    in_table = db.execute(
+        "SELECT count(*) FROM datasets.t WHERE _granula_file_id = %s", (file_id,)
+    ).fetchone()
+    assert in_table == (250_000,), "the interrupted chunk left no rows, the first all of its"
+
+    db.execute("DROP TRIGGER hang ON datasets.t")
+    retried = subprocess.run(
+        [GRANULA, "retry", str(file_id)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert json.loads(retried.stdout.strip().splitlines()[-1])["status"] == "completed"
+    ids = db.execute(
+        "SELECT id FROM datasets.t WHERE _granula_file_id = %s ORDER BY id", (file_id,)
+    ).fetchall()
+    assert [i for (i,) in ids] == list(range(rows))
+
+
+def sleeping_backends(db: psycopg.Connection) -> list[tuple]:
+    return db.execute(
+        "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
+    ).fetchall()
