@@ -15,7 +15,7 @@ from granula_pipeline.definitions import build_definitions
 from granula_pipeline.defs.ingest import FORCE_TAG, ingest_file
 from granula_pipeline.defs.partitions import INBOX_PARTITIONS_NAME
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.defs.sensors import run_tags
+from granula_pipeline.defs.sensors import MAX_RUNTIME_TAG, run_tags
 from granula_pipeline.lib.control import files as control
 from granula_pipeline.lib.control.retention import ended_before, forget_file
 from granula_pipeline.lib.inbox.scan import InboxFile
@@ -35,7 +35,7 @@ def register(
     """Record the file as queued and add its dynamic partition; return it with its run tags."""
     record, found = register_file(granula.settings, path, dataset=dataset, priority=priority)
     instance.add_dynamic_partitions(INBOX_PARTITIONS_NAME, [record.partition_key])
-    return record, run_tags(found)
+    return record, run_tags(found, granula.settings.max_run_seconds)
 
 
 def ingest(
@@ -67,7 +67,7 @@ def ingest_registered(
     """Run `ingest_file` for a file registered already, as run `run_id` if given (the id
     `plans_ahead` planned the file for)."""
     instance.add_dynamic_partitions(INBOX_PARTITIONS_NAME, [record.partition_key])
-    tags = run_tags(found)
+    tags = run_tags(found, granula.settings.max_run_seconds)
     if force:
         tags[FORCE_TAG] = "true"
     return _run(instance, granula, record, tags, log_level, run_id, plans_ahead)
@@ -148,6 +148,7 @@ def retry(
         "granula/file": record.filename,
         "granula/dataset": record.dataset,
         RETRY_OF_TAG: record.run_id or "",
+        MAX_RUNTIME_TAG: str(granula.settings.max_run_seconds),
     }
     return _run(instance, granula, record, tags, log_level)
 

@@ -9,6 +9,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from granula_pipeline.lib.model import ReadLimits
+
 DEFAULT_DATA_DIR = Path("data")
 # Where `granula up` writes its database's URL while it runs, for the commands run beside it.
 STACK_DATABASE_URL = Path(".granula") / "database_url"
@@ -42,6 +44,26 @@ class Settings(BaseSettings):
     base_backoff: float = Field(default=1.0, ge=0, description="First retry wait, seconds.")
     max_backoff: float = Field(default=30.0, ge=0, description="Longest retry wait, seconds.")
     max_upload_mb: int = Field(default=500, ge=1, description="Largest file accepted, MiB.")
+    max_decompressed_mb: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most bytes a gzip'd file may expand to, MiB; unset: 10 x MAX_UPLOAD_MB.",
+    )
+    max_gzip_ratio: float = Field(
+        default=100,
+        ge=1,
+        description="A gzip'd file may expand to at most this many times the compressed bytes "
+        "read so far (judged past the first 8 MiB).",
+    )
+    max_record_mb: int = Field(
+        default=64, ge=1, description="Longest record (CSV record, NDJSON line) accepted, MiB."
+    )
+    max_run_seconds: int = Field(
+        default=6 * 3600,
+        ge=0,
+        description="A run that takes longer is failed and its queue slot freed by the "
+        "daemon's run monitoring; 0: no limit.",
+    )
     allowed_content_types: str = Field(
         default="text/csv,application/csv,text/plain,text/tab-separated-values,"
         "application/x-ndjson,application/jsonl,application/vnd.apache.parquet",
@@ -104,6 +126,15 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def read_limits(self) -> ReadLimits:
+        """What reading one file may cost, in the engine's terms."""
+        return ReadLimits(
+            max_decompressed_bytes=(self.max_decompressed_mb or 10 * self.max_upload_mb) * 2**20,
+            max_gzip_ratio=self.max_gzip_ratio,
+            max_record_bytes=self.max_record_mb * 2**20,
+        )
 
     @cached_property
     def content_types(self) -> frozenset[str]:

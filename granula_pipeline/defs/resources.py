@@ -21,6 +21,10 @@ RUN_SETTINGS = (
     "max_backoff",
     "max_rejected_percent",
     "max_upload_mb",
+    "max_decompressed_mb",
+    "max_gzip_ratio",
+    "max_record_mb",
+    "max_run_seconds",
     "allowed_content_types",
     "csv_delimiter",
     "results_schema",
@@ -43,6 +47,10 @@ class GranulaResource(ConfigurableResource):
     max_backoff: float | None = None
     max_rejected_percent: float | None = None
     max_upload_mb: int | None = None
+    max_decompressed_mb: int | None = None
+    max_gzip_ratio: float | None = None
+    max_record_mb: int | None = None
+    max_run_seconds: int | None = None
     allowed_content_types: str | None = None
     csv_delimiter: str | None = None
     results_schema: str | None = None

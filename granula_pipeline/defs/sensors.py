@@ -18,13 +18,18 @@ from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.lib.control import files as control
 from granula_pipeline.lib.inbox.scan import InboxCursor, InboxFile, scan_inbox, select_ready
 
+# Read by the daemon's run monitoring: a run still going after this many seconds is failed and
+# its process stopped (0: no limit). Kept by re-executions and run retries.
+MAX_RUNTIME_TAG = "dagster/max_runtime"
 
-def run_tags(found: InboxFile) -> dict[str, str]:
+
+def run_tags(found: InboxFile, max_run_seconds: int) -> dict[str, str]:
     return {
         "dagster/priority": str(found.priority),
         "granula/file": found.relative_path,
         "granula/dataset": found.dataset,
         "granula/size_bytes": str(found.size_bytes),
+        MAX_RUNTIME_TAG: str(max_run_seconds),
     }
 
 
@@ -72,7 +77,9 @@ def inbox_sensor(context: SensorEvaluationContext, granula: GranulaResource) -> 
     return SensorResult(
         run_requests=[
             RunRequest(
-                run_key=found.partition_key, partition_key=found.partition_key, tags=run_tags(found)
+                run_key=found.partition_key,
+                partition_key=found.partition_key,
+                tags=run_tags(found, settings.max_run_seconds),
             )
             for found in scan.ready
         ],

@@ -67,15 +67,27 @@ class Column:
 
 
 @dataclass(frozen=True)
+class ReadLimits:
+    """The most that reading one file may cost (None: no limit): the bytes a gzip'd file expands
+    to, in all and per compressed byte, and the length of its longest record."""
+
+    max_decompressed_bytes: int | None = None
+    max_gzip_ratio: float | None = None
+    max_record_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class SurveyRequest:
     """A file to survey, read as `source` says; `planned` is its plan if it was planned before
-    (a retry keeps it), and a new plan has chunks of at most `chunk_rows` and `max_bytes`."""
+    (a retry keeps it), and a new plan has chunks of at most `chunk_rows` and `max_bytes`, and
+    refuses the file past `limits`."""
 
     path: Path
     source: SourceFormat
     planned: list[ChunkPlan]
     chunk_rows: int
     max_bytes: int
+    limits: ReadLimits = ReadLimits()
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy as np
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.records import NEWLINE, QUOTE, ends_outside_quotes
 from granula_pipeline.lib.formats.source import open_source
-from granula_pipeline.lib.model import ChunkPlan, FilePlan
+from granula_pipeline.lib.model import ChunkPlan, FilePlan, ReadLimits
 
 BLOCK_BYTES = 8 * 1024 * 1024
 
@@ -50,6 +50,50 @@ class _Cutter:
             i += cut + 1
 
 
+class _LongestRecord:
+    """Refuses a record longer than `max_bytes` as soon as the stream shows it, before a chunk
+    holds it: a chunk op holds its chunk in memory, and a chunk holds whole records."""
+
+    def __init__(self, data_offset: int, first_line: int, max_bytes: int | None, quoting: bool):
+        self.max_bytes = max_bytes
+        self.quoting = quoting
+        self.start = data_offset  # where the record not yet ended starts, and its line
+        self.line = first_line
+
+    def feed(
+        self, record_ends: np.ndarray, lines_after: np.ndarray, end: int, in_quote: int
+    ) -> None:
+        """record_ends/lines_after as `_Cutter.feed` takes them; `end`: the stream's bytes so far,
+        `in_quote`: 1 if they end inside a quoted field."""
+        if self.max_bytes is None:
+            return
+        if len(record_ends) and record_ends[-1] - self.start > self.max_bytes:
+            lengths = np.diff(record_ends, prepend=self.start)
+            longest = int(np.argmax(lengths))
+            if lengths[longest] > self.max_bytes:
+                raise self._refused(self.line if longest == 0 else int(lines_after[longest - 1]))
+        if len(record_ends):
+            self.start, self.line = int(record_ends[-1]), int(lines_after[-1])
+        if end - self.start > self.max_bytes:
+            raise self._refused(self.line, in_quote=bool(in_quote))
+
+    def _refused(self, line: int, *, in_quote: bool = False) -> BadInputError:
+        assert self.max_bytes is not None
+        limit = self.max_bytes // 2**20
+        what = "a record" if self.quoting else "a line"
+        if in_quote:
+            return BadInputError(
+                f"a quoted field runs on for more than {limit} MiB, over MAX_RECORD_MB={limit}; "
+                "check for a stray double quote",
+                line=line,
+            )
+        return BadInputError(
+            f"{what} more than {limit} MiB long, over MAX_RECORD_MB={limit}; "
+            "split it or raise the limit",
+            line=line,
+        )
+
+
 def plan_file(
     path: Path,
     *,
@@ -59,13 +103,18 @@ def plan_file(
     max_bytes: int,
     compression: str | None = None,
     quoting: bool = True,
+    limits: ReadLimits | None = None,
 ) -> FilePlan:
     """Plan the chunks of `path` after its header, and hash its whole content on the way.
 
     A compressed file is planned, and hashed, by its decompressed bytes, streamed block by block.
     Without `quoting` (NDJSON, whose strings cannot hold a raw newline) every newline ends a record.
+    Past `limits` (a record too long, a gzip'd file expanding too far) the file is bad input,
+    raised as soon as the stream passes them.
     """
+    limits = limits or ReadLimits()
     cutter = _Cutter(data_offset, first_line, chunk_rows, max_bytes)
+    longest = _LongestRecord(data_offset, first_line, limits.max_record_bytes, quoting)
     digest = hashlib.blake2b(digest_size=20)
     in_quote = 0
     lines_before = first_line
@@ -73,7 +122,10 @@ def plan_file(
     pos = 0
     previous_byte = NEWLINE
     # The hash runs on the other core (hashlib lets go of the GIL), one block behind the scan.
-    with open_source(path, compression) as source, ThreadPoolExecutor(max_workers=1) as hasher:
+    with (
+        open_source(path, compression, limits) as source,
+        ThreadPoolExecutor(max_workers=1) as hasher,
+    ):
         hashed = hasher.submit(digest.update, b"")
         while block := source.read(BLOCK_BYTES):
             hashed.result()
@@ -96,7 +148,9 @@ def plan_file(
                 + (np.arange(len(ends)) if every else np.searchsorted(newlines, ends))
             )
             in_quote = (in_quote + len(quotes)) & 1
-            cutter.feed(ends + base + 1, lines_after)
+            record_ends = ends + base + 1
+            longest.feed(record_ends, lines_after, pos, in_quote)
+            cutter.feed(record_ends, lines_after)
             if len(lines_after):
                 record_line = int(lines_after[-1])
             lines_before += len(newlines)

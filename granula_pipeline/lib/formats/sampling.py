@@ -35,6 +35,7 @@ def plan_text(
         max_bytes=request.max_bytes,
         compression=request.source.compression,
         quoting=quoting,
+        limits=request.limits,
     )
     if plan.planned_rows == 0:
         raise empty

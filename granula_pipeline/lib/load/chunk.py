@@ -11,6 +11,7 @@ is never loaded again, so a retried chunk cannot duplicate rows.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -100,14 +101,27 @@ def _load_csv_parts(
                 pool.submit(_load_part, other, target, chunk.index, data, part)
                 for other, part in zip(connections, others, strict=True)
             ]
-            loads = [_load_part(conn, target, chunk.index, data, first)]
-            loads += [future.result() for future in pending]
+            try:
+                loads = [_load_part(conn, target, chunk.index, data, first)]
+                loads += [future.result() for future in pending]
+            except BaseException:
+                # Interrupted (SIGTERM, the run's time limit) or failed: stop the other parts'
+                # COPYs now rather than wait for them, however long they would take.
+                _cancel(connections)
+                raise
         for other, part, load in zip(connections, others, loads[1:], strict=True):
             chunk_ledger.record_part(
                 other, target.file_id, chunk.index, first_line=part.first_line, row_count=load.rows
             )
             other.commit()
     return loads
+
+
+def _cancel(connections: list[psycopg.Connection]) -> None:
+    """Cancel what each connection is running; their transactions then roll back."""
+    for connection in connections:
+        with contextlib.suppress(psycopg.Error):
+            connection.cancel_safe(timeout=5)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
+from granula_pipeline.lib.db import cancelled_if_interrupted
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.parsing import quoted, type_problems
 from granula_pipeline.lib.formats.csv.records import count_records
@@ -64,7 +65,7 @@ def copy_as_is(
     statement = _copy_statement(target, target.encoding, separator, lineage=newline is not None)
     try:
         with conn.transaction(), conn.cursor() as cursor:
-            with cursor.copy(statement) as copy:
+            with cursor.copy(statement) as copy, cancelled_if_interrupted(conn):
                 for block in _blocks(data, start, end):
                     copy.write(block if newline is None else _with_lineage(block, newline, suffix))
             if cursor.rowcount != records:
@@ -134,7 +135,8 @@ def copy_checked(
 def _copy_frame(conn: psycopg.Connection, target: LoadTarget, frame: pl.DataFrame) -> int:
     payload = frame.drop(LINE_COLUMN, strict=False).write_csv(include_header=False).encode()
     with conn.transaction(), conn.cursor() as cursor:
-        with cursor.copy(_copy_statement(target, "UTF8")) as copy:  # polars writes UTF-8
+        copying = cursor.copy(_copy_statement(target, "UTF8"))  # polars writes UTF-8
+        with copying as copy, cancelled_if_interrupted(conn):
             copy.write(payload)
         return cursor.rowcount
 

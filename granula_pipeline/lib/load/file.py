@@ -123,7 +123,14 @@ def _prepare(
     else:
         source = identify(path, csv_delimiter=settings.csv_delimiter)
     survey = format_of(source.kind).survey(
-        SurveyRequest(path, source, planned, settings.chunk_size, settings.chunk_max_bytes)
+        SurveyRequest(
+            path,
+            source,
+            planned,
+            settings.chunk_size,
+            settings.chunk_max_bytes,
+            settings.read_limits,
+        )
     )
     plan = survey.plan
     if plan is not None and not allow_duplicate:
