@@ -298,5 +298,6 @@ def test_load_stopped_with_sigterm_stops_promptly_and_a_retry_loads_exactly_once
 
 def sleeping_backends(db: psycopg.Connection) -> list[tuple]:
     return db.execute(
-        "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND pid <> pg_backend_pid()"
+        "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+        "AND datname = current_database() AND pid <> pg_backend_pid()"
     ).fetchall()
