@@ -190,6 +190,21 @@ def test_a_symlink_repointed_outside_the_inbox_while_loading_loads_nothing_from_
     assert outside.read_bytes().count(b"EVIL") == ROWS - ROWS // 3, "never touched"
 
 
+def test_a_hard_link_to_a_file_outside_the_inbox_is_refused(instance, settings, db):
+    outside = write_orders(settings.data_dir / "elsewhere.csv", 100)
+    link = settings.inbox / "linked.csv"
+    os.link(outside, link)
+
+    record = load(instance, settings, link)
+
+    assert record.status == "failed"
+    assert record.error_message == (
+        "this is a hard link to a file elsewhere (2 links); copy the file itself in"
+    )
+    assert record.table_name is None
+    assert outside.read_bytes() == failed_copy(settings, record).read_bytes()
+
+
 def test_a_file_deleted_while_loading_says_so_and_keeps_none_of_its_rows(instance, settings, db):
     path = write_orders(settings.inbox / "vanishing" / "a.csv", ROWS)
     with when_chunk_starts(settings, 1, path.unlink) as reached:

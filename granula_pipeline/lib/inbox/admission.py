@@ -54,6 +54,15 @@ def readable_path(path: Path, folders: Sequence[Path]) -> Path:
     return target
 
 
+def check_single_name(path: Path, links: int, folders: Sequence[Path]) -> None:
+    """Refuse a file of ours that has other names: a hard link in the inbox to a file elsewhere,
+    which could change, or be loaded again, under that other name."""
+    if links > 1 and _inside(path.absolute(), folders):
+        raise BadInputError(
+            f"this is a hard link to a file elsewhere ({links} links); copy the file itself in"
+        )
+
+
 def _inside(path: Path, folders: Sequence[Path]) -> bool:
     """Whether `path` is in one of `folders`, named as given or with their links resolved."""
     return any(

@@ -19,7 +19,7 @@ from granula_pipeline.lib.errors import BadInputError, is_transient
 from granula_pipeline.lib.formats import format_of
 from granula_pipeline.lib.formats.names import table_name_for
 from granula_pipeline.lib.formats.source import identify
-from granula_pipeline.lib.inbox.admission import check_admissible
+from granula_pipeline.lib.inbox.admission import check_admissible, check_single_name
 from granula_pipeline.lib.load.identity import FileChangedError, check_unchanged, open_current
 from granula_pipeline.lib.load.tables import ensure_table
 from granula_pipeline.lib.model import (
@@ -132,6 +132,7 @@ def _prepare(
     ours = folders(settings)
     # Every byte planned is read through this one descriptor, checked unchanged once read.
     with open_current(path, ours, file_id=record.file_id) as opened:
+        check_single_name(path, opened.links, ours)
         planned = chunk_ledger.planned_chunks(conn, record.file_id)
         if planned and record.identity not in (None, opened.identity):
             with conn.transaction():  # changed since it was planned: load it as it is now
