@@ -219,6 +219,27 @@ def test_a_file_deleted_while_loading_says_so_and_keeps_none_of_its_rows(instanc
     assert rows_of(db, "vanishing", record.file_id) == []
 
 
+def test_rows_appended_after_the_last_chunk_loaded_keep_the_file_out_of_processed(
+    instance, settings, db
+):
+    path = write_orders(settings.inbox / "late" / "a.csv", ROWS)
+    last = ROWS // CHUNK - 1
+    with paused(
+        settings,
+        "chunks",
+        f"NEW.chunk_index = {last} AND NEW.status = 'loaded'",
+        lambda: append_orders(path, 10, start=ROWS),
+    ) as reached:
+        record = load(instance, settings, path, chunk_size=CHUNK)
+
+    assert reached
+    assert record.status == "failed"
+    assert record.error_message.startswith("the file changed while it was loading (size ")
+    assert rows_of(db, "late", record.file_id) == []
+    assert not list(settings.processed_dir.rglob("*"))
+    assert b'20009,"name 20009, with comma",10004.5' in failed_copy(settings, record).read_bytes()
+
+
 def test_a_file_planned_before_identities_were_recorded_still_loads(
     instance, settings, granula, db
 ):

@@ -19,7 +19,12 @@ from granula_pipeline.lib.errors import BadInputError, is_transient
 from granula_pipeline.lib.formats import format_of
 from granula_pipeline.lib.formats.names import table_name_for
 from granula_pipeline.lib.formats.source import identify
-from granula_pipeline.lib.inbox.admission import check_admissible, check_single_name
+from granula_pipeline.lib.inbox.admission import (
+    LinkOutside,
+    check_admissible,
+    check_single_name,
+    readable_path,
+)
 from granula_pipeline.lib.load.identity import FileChangedError, check_unchanged, open_current
 from granula_pipeline.lib.load.tables import ensure_table
 from granula_pipeline.lib.model import (
@@ -210,7 +215,10 @@ def settle_file(settings: Settings, file_id: int) -> FileRecord:
     """Recount the file; once it has ended, move it out of the inbox (or delete it, if so set).
 
     Completed files go to `processed/`; files with failed chunks, or failed as a whole, go to
-    `failed/`, where `granula retry` still finds them.
+    `failed/`, where `granula retry` still finds them. A file loaded in full that has changed
+    since it was planned (rows appended after its last chunk was read) is not what loaded: what
+    it loaded is undone and it fails, kept in `failed/` for a retry. Where its name now leads to
+    another file, or to none, it is not moved: that file is someone else's.
     """
     with connect(settings.psycopg_conninfo, autocommit=True) as conn:
         with conn.transaction():
@@ -218,11 +226,37 @@ def settle_file(settings: Settings, file_id: int) -> FileRecord:
         record = control.file_by_id(conn, file_id)
         assert record is not None
         folder = record.done_folder
+        if folder == "processed":
+            try:
+                if not _still_here(settings, record):
+                    return record
+            except FileChangedError as exc:
+                with conn.transaction():
+                    control.discard_load(conn, file_id, str(exc))
+                record = control.file_by_id(conn, file_id) or record
+                folder = record.done_folder
         if record.status == FileStatus.COMPLETED and settings.delete_file_on_complete:
             _delete(settings, record)
         elif folder is not None:
             _retire(settings, conn, record, settings.data_dir / folder)
         return control.file_by_id(conn, file_id) or record
+
+
+def _still_here(settings: Settings, record: FileRecord) -> bool:
+    """Whether the file's path still leads to the file planned; FileChangedError if it does and
+    that file has changed since."""
+    planned = record.identity
+    if planned is None:
+        return True
+    path = Path(record.path)
+    try:
+        now = FileIdentity.of(os.stat(readable_path(path, folders(settings))))
+    except (FileNotFoundError, LinkOutside):
+        return False
+    if not planned.same_file(now):
+        return False
+    check_unchanged(planned, now, path, file_id=record.file_id)
+    return True
 
 
 def _managed_root(settings: Settings, path: Path) -> Path | None:
