@@ -35,6 +35,7 @@ from granula_pipeline.lib.control import files as control
 from granula_pipeline.lib.errors import BadInputError, describe, is_transient
 from granula_pipeline.lib.load.chunk import load_chunk as load_chunk_rows
 from granula_pipeline.lib.load.file import PlansAhead, prepare_load, settle_file, unfinished_chunks
+from granula_pipeline.lib.load.identity import LoadUndone
 from granula_pipeline.lib.load.retries import Backoff
 from granula_pipeline.lib.model import ChunkPlan, ChunkResult, FileRecord, LoadTarget
 
@@ -117,6 +118,8 @@ def load_chunk(
         result = load_chunk_rows(
             settings.psycopg_conninfo, task.target, chunk, streams=settings.copy_streams
         )
+    except LoadUndone as exc:  # the chunk that found the file changed has settled and told it
+        raise Failure(description=str(exc), allow_retries=False) from exc
     except Exception as exc:
         retry_if_transient(context, granula, exc)
         error = describe(exc)

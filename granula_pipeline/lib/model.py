@@ -3,8 +3,10 @@ chunk loads to, what a load did, and a file's record in the control tables."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +23,34 @@ class SourceFormat:
     kind: str = CSV  # csv, ndjson or parquet
     compression: str | None = None  # gzip or None
     delimiter: str = ","
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What identifies the bytes of a file as they were planned: the file they are in (device and
+    inode) and its size and times. Every write changes the size or the modification time and the
+    change time; setting the modification time back changes the change time, which no program
+    can set back."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, stat: os.stat_result) -> FileIdentity:
+        return cls(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+    @classmethod
+    def stored(cls, *values: int | Decimal | None) -> FileIdentity | None:
+        """From the columns st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns; None if unset."""
+        numbers = [int(value) for value in values if value is not None]
+        return cls(*numbers) if len(numbers) == len(values) == 5 else None
+
+    def same_file(self, other: FileIdentity) -> bool:
+        """Whether `other` is the same file (device and inode), whatever happened to it."""
+        return (self.device, self.inode) == (other.device, other.inode)
 
 
 @dataclass(frozen=True)
@@ -113,6 +143,8 @@ class LoadTarget:
     format: str = CSV
     compression: str | None = None
     delimiter: str = ","
+    # Our folders (inbox, failed/): where the file is a link, it must lead into one of them.
+    folders: tuple[str, ...] = ()
 
 
 LINE_COLUMN = "_granula_line"
@@ -209,6 +241,12 @@ class FileRecord:
     format: str = CSV
     compression: str | None = None
     delimiter: str = ","
+    # The file's identity when it was planned (`FileIdentity`), None before it is planned.
+    st_dev: int | None = None
+    st_ino: int | None = None
+    st_size: int | None = None
+    st_mtime_ns: int | None = None
+    st_ctime_ns: int | None = None
     # Computed by the `granula.file_status` view, the one place that says how.
     progress_percent: float = 0.0
     duration_seconds: float | None = None
@@ -218,6 +256,15 @@ class FileRecord:
         self.progress_percent = float(self.progress_percent)
         if self.duration_seconds is not None:
             self.duration_seconds = float(self.duration_seconds)
+        if self.st_dev is not None and self.st_ino is not None:  # numeric(20) columns: Decimal
+            self.st_dev, self.st_ino = int(self.st_dev), int(self.st_ino)
+
+    @property
+    def identity(self) -> FileIdentity | None:
+        """The file as it was planned; None if not planned, or planned without it recorded."""
+        return FileIdentity.stored(
+            self.st_dev, self.st_ino, self.st_size, self.st_mtime_ns, self.st_ctime_ns
+        )
 
     @property
     def done_folder(self) -> str | None:

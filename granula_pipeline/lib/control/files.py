@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import class_row
 
-from granula_pipeline.lib.model import LOADED_STATUSES_SQL, FileRecord, FileStatus
+from granula_pipeline.lib.model import LOADED_STATUSES_SQL, FileIdentity, FileRecord, FileStatus
 
 
 def register_file(
@@ -178,6 +179,73 @@ def fail_file(conn: psycopg.Connection, file_id: int, error: str) -> None:
         """,
         (FileStatus.FAILED.value, error, file_id),
     )
+
+
+def record_identity(conn: psycopg.Connection, file_id: int, identity: FileIdentity) -> None:
+    """Remember the file as planned, to check that it still is whenever it is read or moved."""
+    conn.execute(
+        """
+        UPDATE granula.files
+        SET st_dev = %s, st_ino = %s, st_size = %s, st_mtime_ns = %s, st_ctime_ns = %s,
+            updated_at = now()
+        WHERE file_id = %s
+        """,
+        (
+            identity.device,
+            identity.inode,
+            identity.size,
+            identity.mtime_ns,
+            identity.ctime_ns,
+            file_id,
+        ),
+    )
+
+
+def planned_identity(conn: psycopg.Connection, file_id: int) -> FileIdentity | None:
+    """The file as planned (kept current across our own moves); None if not recorded."""
+    row = conn.execute(
+        "SELECT st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns FROM granula.files "
+        "WHERE file_id = %s",
+        (file_id,),
+    ).fetchone()
+    return FileIdentity.stored(*row) if row else None
+
+
+def forget_load(conn: psycopg.Connection, file_id: int) -> None:
+    """Undo a file's load, in the caller's transaction: the rows it loaded, those set aside, its
+    chunk plan, its content hash and identity. For a file that is no longer what was planned;
+    it is planned afresh when it is loaded again."""
+    row = conn.execute(
+        "SELECT table_name, to_regclass(table_name) FROM granula.files "
+        "WHERE file_id = %s FOR UPDATE",
+        (file_id,),
+    ).fetchone()
+    if row is not None and row[1] is not None:
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE _granula_file_id = %s").format(
+                sql.Identifier(*str(row[0]).split(".", 1))
+            ),
+            (file_id,),
+        )
+    conn.execute("DELETE FROM granula.rejected_rows WHERE file_id = %s", (file_id,))
+    conn.execute("DELETE FROM granula.chunks WHERE file_id = %s", (file_id,))  # and chunk_parts
+    conn.execute(
+        """
+        UPDATE granula.files
+        SET total_chunks = NULL, total_rows = NULL, processed_chunks = 0, failed_chunks = 0,
+            loaded_rows = 0, rejected_rows = 0, content_hash = NULL, st_dev = NULL,
+            st_ino = NULL, st_size = NULL, st_mtime_ns = NULL, st_ctime_ns = NULL,
+            updated_at = now()
+        WHERE file_id = %s
+        """,
+        (file_id,),
+    )
+
+
+def discard_load(conn: psycopg.Connection, file_id: int, error: str) -> None:
+    """The file changed, or went, while it was loading: keep nothing of it and say why."""
+    forget_load(conn, file_id)
+    fail_file(conn, file_id, error)
 
 
 def move_file(conn: psycopg.Connection, file_id: int, path: str) -> None:

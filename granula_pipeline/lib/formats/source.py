@@ -1,13 +1,17 @@
-"""Which format a file is in (from its name), its CSV delimiter, and its bytes, decompressed."""
+"""Which format a file is in (from its name), its CSV delimiter, and its bytes, decompressed;
+a file opened once, so that what is read is that very file whatever becomes of its name."""
 
 from __future__ import annotations
 
 import gzip
 import io
 import mimetypes
+import os
+import stat
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +22,7 @@ from granula_pipeline.lib.model import (
     NDJSON,
     PARQUET,
     ChunkPlan,
+    FileIdentity,
     ReadLimits,
     SourceFormat,
 )
@@ -55,11 +60,12 @@ def content_type(path: Path) -> tuple[str, str | None]:
     return guessed or "application/octet-stream", encoding
 
 
-def identify(path: Path, *, csv_delimiter: str = "") -> SourceFormat:
+def identify(path: Path, *, csv_delimiter: str = "", read_at: Path | None = None) -> SourceFormat:
     """The file's format from its name; a CSV's delimiter from its header unless configured.
 
     `.tsv` is tab-separated; `.csv` and `.txt` use `csv_delimiter` when set, else the most
-    frequent of `, ; | tab` outside quotes on the header line.
+    frequent of `, ; | tab` outside quotes on the header line, read at `read_at` (the opened
+    file's `OpenedFile.path`) if given, else at `path`.
     """
     guessed, encoding = content_type(path)
     kind = FORMAT_BY_CONTENT_TYPE.get(guessed)
@@ -80,7 +86,51 @@ def identify(path: Path, *, csv_delimiter: str = "") -> SourceFormat:
         return SourceFormat(CSV, compression, "\t")
     if csv_delimiter:
         return SourceFormat(CSV, compression, csv_delimiter)
-    return SourceFormat(CSV, compression, sniff_delimiter(read_head(path, compression)))
+    head = read_head(read_at or path, compression)
+    return SourceFormat(CSV, compression, sniff_delimiter(head))
+
+
+# A file opened here can be opened again by this name of its descriptor: the same file, even once
+# it is renamed, deleted, or its name given to another. Linux has it; elsewhere the name opened.
+DESCRIPTOR_NAMES = Path("/proc/self/fd")
+
+
+class NotRegularFile(BadInputError):
+    """The name leads to a directory, a pipe, a device: nothing Granula reads."""
+
+
+@dataclass(frozen=True)
+class OpenedFile:
+    """A file opened for reading: its identity then, how many names (hard links) it has, and
+    `path`, which reads this very file, not whatever its name leads to by then."""
+
+    descriptor: int
+    identity: FileIdentity
+    links: int
+    path: Path
+
+    def identity_now(self) -> FileIdentity:
+        return FileIdentity.of(os.fstat(self.descriptor))
+
+
+@contextmanager
+def open_file(path: Path) -> Iterator[OpenedFile]:
+    """Open `path` itself once, never a symbolic link's target, never waiting on a pipe; anything
+    but a regular file is refused. Raises FileNotFoundError, or OSError (ELOOP) for a link."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        found = os.fstat(descriptor)
+        if not stat.S_ISREG(found.st_mode):
+            raise NotRegularFile(f"{path} is not a regular file; copy the file itself in")
+        own_name = DESCRIPTOR_NAMES / str(descriptor)
+        yield OpenedFile(
+            descriptor,
+            FileIdentity.of(found),
+            found.st_nlink,
+            own_name if DESCRIPTOR_NAMES.is_dir() else path,
+        )
+    finally:
+        os.close(descriptor)
 
 
 def read_head(path: Path, compression: str | None = None) -> bytes:

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.source import content_type
 
 
+class LinkOutside(BadInputError):
+    """A symbolic link in one of our folders leads out of them."""
+
+    def __init__(self, target: Path):
+        super().__init__(
+            f"this is a symbolic link to {target}, outside the inbox; copy the file itself in"
+        )
+        self.target = target
+
+
 def check_admissible(
     path: Path, *, inbox: Path, max_bytes: int, content_types: frozenset[str]
 ) -> None:
     """Refuse a file that is gone, too large, of a type not allowed, or a link out of the inbox."""
-    if path.is_symlink():
-        target = path.resolve()
-        if path.absolute().is_relative_to(inbox.absolute()) and not target.is_relative_to(
-            inbox.resolve()
-        ):
-            raise BadInputError(
-                f"this is a symbolic link to {target}, outside the inbox; copy the file itself in"
-            )
+    readable_path(path, [inbox])
     if not path.is_file():
         raise BadInputError(f"the file {path} is gone or is not a regular file; was it moved?")
     guessed = content_type(path)[0]
@@ -34,3 +38,34 @@ def check_admissible(
             f"the file is {size / 2**20:.1f} MiB, over MAX_UPLOAD_MB={max_bytes // 2**20}; "
             "split it or raise the limit"
         )
+
+
+def readable_path(path: Path, folders: Sequence[Path]) -> Path:
+    """The file to open for `path`: itself, or a symbolic link's target, resolved now.
+
+    A link in one of our `folders` (the inbox, failed/) must lead into one of them, whenever it
+    is looked at: LinkOutside otherwise. A file named from elsewhere is read where it leads.
+    """
+    if not path.is_symlink():
+        return path
+    target = path.resolve()
+    if _inside(path.absolute(), folders) and not _inside(target, folders):
+        raise LinkOutside(target)
+    return target
+
+
+def check_single_name(path: Path, links: int, folders: Sequence[Path]) -> None:
+    """Refuse a file of ours that has other names: a hard link in the inbox to a file elsewhere,
+    which could change, or be loaded again, under that other name."""
+    if links > 1 and _inside(path.absolute(), folders):
+        raise BadInputError(
+            f"this is a hard link to a file elsewhere ({links} links); copy the file itself in"
+        )
+
+
+def _inside(path: Path, folders: Sequence[Path]) -> bool:
+    """Whether `path` is in one of `folders`, named as given or with their links resolved."""
+    return any(
+        path.is_relative_to(folder.absolute()) or path.is_relative_to(folder.resolve())
+        for folder in folders
+    )

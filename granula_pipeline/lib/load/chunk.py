@@ -7,6 +7,10 @@ that cannot be loaded set aside in `granula.rejected_rows` with their line and r
 written to COPY. NDJSON and Parquet chunks are read by their format's reader the careful way. A
 chunk is marked loaded in the transaction that writes its (last) rows, and a chunk marked loaded
 is never loaded again, so a retried chunk cannot duplicate rows.
+
+A chunk is read from the file as planned, checked before and after its bytes are read: a file
+that changed, was replaced, re-linked or deleted since it was planned fails as a whole, and what
+its chunks loaded before is undone, so that nothing but the planned content ever loads.
 """
 
 from __future__ import annotations
@@ -24,13 +28,22 @@ import psycopg
 from psycopg import sql
 
 from granula_pipeline.lib.control import chunks as chunk_ledger
+from granula_pipeline.lib.control import files as control
 from granula_pipeline.lib.db import connect
 from granula_pipeline.lib.formats import RecordFormat, format_of
 from granula_pipeline.lib.formats.csv.parsing import normalise_nulls, parse_chunk
 from granula_pipeline.lib.formats.csv.records import has_stray_quotes, split_records
 from granula_pipeline.lib.formats.source import read_chunk_bytes
 from granula_pipeline.lib.load.copying import copy_as_is, copy_checked
-from granula_pipeline.lib.model import ChunkPlan, ChunkResult, LoadTarget, ParsedChunk, Rejected
+from granula_pipeline.lib.load.identity import FileChangedError, LoadUndone, open_planned
+from granula_pipeline.lib.model import (
+    ChunkPlan,
+    ChunkResult,
+    FileStatus,
+    LoadTarget,
+    ParsedChunk,
+    Rejected,
+)
 
 MIN_PART_BYTES = 4 * 1024 * 1024
 
@@ -53,18 +66,24 @@ def load_chunk(
     """
     started = time.perf_counter()
     with connect(conninfo, autocommit=True) as conn:
-        chunk_ledger.mark_chunk_started(conn, target.file_id, chunk.index)
+        _mark_started(conn, target, chunk)
     with connect(conninfo) as conn:
         path = _lock_unloaded(conn, target, chunk)
         if path is None:
             conn.rollback()
             return ChunkResult(chunk.index, "already_loaded", 0, 0, "none", 0.0)
-        reader = format_of(target.format)
-        if isinstance(reader, RecordFormat):  # parsed in Python: one stream is enough
-            loads = [_load_records(conn, target, chunk, reader.read_chunk(path, target, chunk))]
+        try:
+            read = _read(conn, target, chunk, path)
+        except FileChangedError as exc:
+            conn.rollback()  # let go of the chunk: undoing the file's load deletes it
+            with connect(conninfo, autocommit=True) as other, other.transaction():
+                control.discard_load(other, target.file_id, str(exc))
+            raise
+        if isinstance(read, ParsedChunk):  # parsed in Python: one stream is enough
+            loads = [_load_records(conn, target, chunk, read)]
         else:  # the file's bytes go to COPY, in parts over several connections
             count = max(1, min(streams, chunk.byte_count // min_part_bytes))
-            loads = _load_csv_parts(conninfo, conn, target, chunk, path, count)
+            loads = _load_csv_parts(conninfo, conn, target, chunk, read, count)
         rows = sum(load.rows for load in loads)
         rejected = sum(len(load.rejected) for load in loads)
         chunk_ledger.finish_chunk(
@@ -78,21 +97,43 @@ def load_chunk(
     return ChunkResult(chunk.index, "loaded", rows, rejected, method, seconds, len(loads))
 
 
+def _mark_started(conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPlan) -> None:
+    """Flag the chunk as processing; a chunk whose file's load was undone fails saying why."""
+    try:
+        chunk_ledger.mark_chunk_started(conn, target.file_id, chunk.index)
+    except LookupError:
+        record = control.file_by_id(conn, target.file_id)
+        if record is None or record.status != FileStatus.FAILED or record.total_chunks is not None:
+            raise
+        raise LoadUndone(record.error_message or "the file's load was undone") from None
+
+
+def _read(
+    conn: psycopg.Connection, target: LoadTarget, chunk: ChunkPlan, path: Path
+) -> ParsedChunk | bytes:
+    """The chunk's records (a record format's) or bytes (CSV's), read from the file at `path`
+    (where it is now: it may have moved) if it is still the file planned."""
+    reader = format_of(target.format)
+    planned = control.planned_identity(conn, target.file_id)
+    folders = [Path(folder) for folder in target.folders]
+    with open_planned(path, planned, folders, file_id=target.file_id) as source:
+        if isinstance(reader, RecordFormat):
+            return reader.read_chunk(source, target, chunk)
+        return read_chunk_bytes(source, chunk, target.compression)
+
+
 def _load_csv_parts(
     conninfo: str,
     conn: psycopg.Connection,
     target: LoadTarget,
     chunk: ChunkPlan,
-    path: Path,
+    data: bytes,
     count: int,
 ) -> list[_PartLoad]:
-    """COPY the chunk in `count` parts at once, the first in `conn`; commit all but the first.
-
-    The others commit only once every part has loaded, each noting itself in
+    """COPY the chunk's `data` in `count` parts at once, the first in `conn`; commit all but the
+    first. The others commit only once every part has loaded, each noting itself in
     `granula.chunk_parts`; the caller's transaction, which marks the chunk loaded, commits last.
     """
-    # Where the file is now (it may have moved); the parts are ranges of it, not copies.
-    data = read_chunk_bytes(path, chunk, target.compression)
     first, *others = _parts(data, chunk, count)
     with ExitStack() as stack:
         connections = [stack.enter_context(connect(conninfo)) for _ in others]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import uuid
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psycopg
@@ -18,10 +19,17 @@ from granula_pipeline.lib.errors import BadInputError, describe, is_transient
 from granula_pipeline.lib.formats import format_of
 from granula_pipeline.lib.formats.names import table_name_for
 from granula_pipeline.lib.formats.source import identify
-from granula_pipeline.lib.inbox.admission import check_admissible
+from granula_pipeline.lib.inbox.admission import (
+    LinkOutside,
+    check_admissible,
+    check_single_name,
+    readable_path,
+)
+from granula_pipeline.lib.load.identity import FileChangedError, check_unchanged, open_current
 from granula_pipeline.lib.load.tables import ensure_table
 from granula_pipeline.lib.model import (
     ChunkPlan,
+    FileIdentity,
     FileRecord,
     FileStatus,
     LoadTarget,
@@ -44,7 +52,8 @@ def prepare_load(
     """Plan the file of `partition_key` into chunks and make its table ready to receive them.
 
     A file planned before (a retried or re-executed run) keeps its plan, so chunks already loaded
-    are recognised as such. A file whose content was loaded before into the same dataset is not
+    are recognised as such, unless the file has changed since: then what it loaded is undone and
+    it is planned afresh. A file whose content was loaded before into the same dataset is not
     loaded again unless `allow_duplicate`. Bad input fails the file with a message saying what and
     where, and a refused file leaves the inbox for `failed/`.
     """
@@ -59,7 +68,11 @@ def prepare_load(
         try:
             return _prepare(settings, conn, record, allow_duplicate=allow_duplicate)
         except BadInputError as exc:
-            control.fail_file(conn, record.file_id, str(exc))
+            with conn.transaction():
+                if isinstance(exc, FileChangedError):  # a plan kept from before is no more
+                    control.discard_load(conn, record.file_id, str(exc))
+                else:
+                    control.fail_file(conn, record.file_id, str(exc))
             _retire(settings, conn, record, settings.failed_dir)
             raise
         except Exception as exc:
@@ -107,6 +120,11 @@ class PlansAhead:
             return self._futures.pop(run_id, None)
 
 
+def folders(settings: Settings) -> tuple[Path, Path]:
+    """Our folders, where files wait to load: a link in one must lead into one of them."""
+    return settings.inbox, settings.failed_dir
+
+
 def _prepare(
     settings: Settings, conn: psycopg.Connection, record: FileRecord, *, allow_duplicate: bool
 ) -> PreparedLoad:
@@ -117,21 +135,30 @@ def _prepare(
         max_bytes=settings.max_upload_bytes,
         content_types=settings.content_types,
     )
-    planned = chunk_ledger.planned_chunks(conn, record.file_id)
-    if planned:  # a retry reads the file as its plan did, whatever the settings say now
-        source = SourceFormat(record.format, record.compression, record.delimiter)
-    else:
-        source = identify(path, csv_delimiter=settings.csv_delimiter)
-    survey = format_of(source.kind).survey(
-        SurveyRequest(
-            path,
-            source,
-            planned,
-            settings.chunk_size,
-            settings.chunk_max_bytes,
-            settings.read_limits,
+    ours = folders(settings)
+    # Every byte planned is read through this one descriptor, checked unchanged once read.
+    with open_current(path, ours, file_id=record.file_id) as opened:
+        check_single_name(path, opened.links, ours)
+        planned = chunk_ledger.planned_chunks(conn, record.file_id)
+        if planned and record.identity not in (None, opened.identity):
+            with conn.transaction():  # changed since it was planned: load it as it is now
+                control.forget_load(conn, record.file_id)
+            planned = []
+        if planned:  # a retry reads the file as its plan did, whatever the settings say now
+            source = SourceFormat(record.format, record.compression, record.delimiter)
+        else:
+            source = identify(path, csv_delimiter=settings.csv_delimiter, read_at=opened.path)
+        survey = format_of(source.kind).survey(
+            SurveyRequest(
+                opened.path,
+                source,
+                planned,
+                settings.chunk_size,
+                settings.chunk_max_bytes,
+                settings.read_limits,
+            )
         )
-    )
+        check_unchanged(opened.identity, opened.identity_now(), path, file_id=record.file_id)
     plan = survey.plan
     if plan is not None and not allow_duplicate:
         original = control.loaded_copy(conn, record, plan.content_hash)
@@ -157,6 +184,8 @@ def _prepare(
                     {"name": c.name, "type": c.pg_type, "header": c.source_name} for c in columns
                 ],
             )
+        if plan is not None or record.identity is None:
+            control.record_identity(conn, record.file_id, opened.identity)
     refreshed = control.file_by_id(conn, record.file_id)
     assert refreshed is not None
     target = LoadTarget(
@@ -168,6 +197,7 @@ def _prepare(
         source.kind,
         source.compression,
         source.delimiter,
+        tuple(str(folder) for folder in ours),
     )
     return PreparedLoad(refreshed, target, survey.chunks)
 
@@ -191,7 +221,10 @@ def settle_file(settings: Settings, file_id: int) -> FileRecord:
     """Recount the file; once it has ended, move it out of the inbox (or delete it, if so set).
 
     Completed files go to `processed/`; files with failed chunks, or failed as a whole, go to
-    `failed/`, where `granula retry` still finds them.
+    `failed/`, where `granula retry` still finds them. A file loaded in full that has changed
+    since it was planned (rows appended after its last chunk was read) is not what loaded: what
+    it loaded is undone and it fails, kept in `failed/` for a retry. Where its name now leads to
+    another file, or to none, it is not moved: that file is someone else's.
     """
     with connect(settings.psycopg_conninfo, autocommit=True) as conn:
         with conn.transaction():
@@ -199,11 +232,37 @@ def settle_file(settings: Settings, file_id: int) -> FileRecord:
         record = control.file_by_id(conn, file_id)
         assert record is not None
         folder = record.done_folder
+        if folder == "processed":
+            try:
+                if not _still_here(settings, record):
+                    return record
+            except FileChangedError as exc:
+                with conn.transaction():
+                    control.discard_load(conn, file_id, str(exc))
+                record = control.file_by_id(conn, file_id) or record
+                folder = record.done_folder
         if record.status == FileStatus.COMPLETED and settings.delete_file_on_complete:
             _delete(settings, record)
         elif folder is not None:
             _retire(settings, conn, record, settings.data_dir / folder)
         return control.file_by_id(conn, file_id) or record
+
+
+def _still_here(settings: Settings, record: FileRecord) -> bool:
+    """Whether the file's path still leads to the file planned; FileChangedError if it does and
+    that file has changed since."""
+    planned = record.identity
+    if planned is None:
+        return True
+    path = Path(record.path)
+    try:
+        now = FileIdentity.of(os.stat(readable_path(path, folders(settings))))
+    except (FileNotFoundError, LinkOutside):
+        return False
+    if not planned.same_file(now):
+        return False
+    check_unchanged(planned, now, path, file_id=record.file_id)
+    return True
 
 
 def _managed_root(settings: Settings, path: Path) -> Path | None:
@@ -237,4 +296,17 @@ def _retire(
     destination = destination_root / relative.parent / name
     destination.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(path, destination)
-    control.move_file(conn, record.file_id, str(destination.absolute()))
+    with conn.transaction():
+        control.move_file(conn, record.file_id, str(destination.absolute()))
+        _keep_identity(conn, record.file_id, destination)
+
+
+def _keep_identity(conn: psycopg.Connection, file_id: int, moved: Path) -> None:
+    """Renaming a file sets its change time: a file still as planned keeps its identity."""
+    planned = control.planned_identity(conn, file_id)
+    try:
+        now = FileIdentity.of(os.stat(moved))
+    except FileNotFoundError:  # a relative link, broken by the move
+        return
+    if planned is not None and replace(now, ctime_ns=planned.ctime_ns) == planned:
+        control.record_identity(conn, file_id, now)
