@@ -5,15 +5,20 @@ from __future__ import annotations
 import threading
 import time
 import unicodedata
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import psycopg
 import pytest
+from alembic import command
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
+from granula_pipeline.lib.db.upgrade import alembic_config
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.names import (
     MAX_DATA_COLUMNS,
@@ -21,6 +26,7 @@ from granula_pipeline.lib.formats.names import (
     column_names,
     header_keys,
 )
+from granula_pipeline.settings import sqlalchemy_url
 from granula_pipeline_tests.loads import load
 
 SYSTEM_COLUMNS = {"tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"}
@@ -190,3 +196,66 @@ def test_a_later_file_keeps_the_columns_of_headers_seen_before_and_names_new_one
 def test_headers_equal_but_for_unicode_composition_are_one_header():
     decomposed = unicodedata.normalize("NFD", "Année")
     assert header_keys(["Année", decomposed]) == [("Année", 1), ("Année", 2)]
+
+
+# --- the records of tables made before 0007 ----------------------------------------------------
+
+
+@pytest.fixture
+def empty_database(database_url: str) -> Iterator[str]:
+    name = f"granula_names_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield database_url.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_migration_records_each_tables_dataset_and_columns_from_its_earliest_file(
+    empty_database,
+):
+    config = alembic_config(sqlalchemy_url(empty_database, "psycopg"))
+    command.upgrade(config, "0007-1")
+    long_table = "é" * 32 + "north"
+    files = [
+        ("orders", "datasets.orders", [("order_id", "Order ID"), ("order_id_2", "order_id")]),
+        # a later file loaded by position: its columns swapped, which must not count
+        ("orders", "datasets.orders", [("order_id", "order_id"), ("order_id_2", "Order ID")]),
+        (unicodedata.normalize("NFD", "café"), "datasets.cafe", [("id", "id"), ("id_2", "id")]),
+        ("a;b", "datasets.a_b", [("x", "x")]),
+        ('a"b', "datasets.a_b", [("x", "x")]),
+        (long_table, f"datasets.{long_table}", [("y", "y")]),
+    ]
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        for number, (dataset, table, columns) in enumerate(files):
+            conn.execute(
+                "INSERT INTO granula.files (partition_key, filename, path, dataset, table_name, "
+                "columns) VALUES (%s, 'f.csv', '/in/f.csv', %s, %s, %s)",
+                (
+                    f"k{number}",
+                    dataset,
+                    table,
+                    Jsonb([{"name": n, "type": "text", "header": h} for n, h in columns]),
+                ),
+            )
+
+        command.upgrade(config, "head")
+
+        cut = long_table.encode()[:63].decode(errors="ignore")
+        assert conn.execute(
+            "SELECT table_name, dataset FROM granula.dataset_tables ORDER BY 1"
+        ).fetchall() == [("a_b", "a;b"), ("cafe", "café"), ("orders", "orders"), (cut, long_table)]
+        assert conn.execute(
+            "SELECT table_name, source_header, occurrence, column_name "
+            "FROM granula.dataset_columns ORDER BY 1, 2, 3"
+        ).fetchall() == [
+            ("a_b", "x", 1, "x"),
+            ("cafe", "id", 1, "id"),
+            ("cafe", "id", 2, "id_2"),
+            ("orders", "Order ID", 1, "order_id"),
+            ("orders", "order_id", 1, "order_id_2"),
+            (cut, "y", 1, "y"),
+        ]
+        assert conn.execute(
+            "SELECT dataset FROM granula.files WHERE partition_key = 'k2'"
+        ).fetchone() == ("café",)
