@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 import psycopg
@@ -26,9 +32,12 @@ from granula_pipeline.lib.formats.names import (
     column_names,
     header_keys,
 )
+from granula_pipeline.lib.inbox.scan import dataset_name, describe
+from granula_pipeline.lib.inbox.submission import copy_into_inbox
 from granula_pipeline.settings import sqlalchemy_url
 from granula_pipeline_tests.loads import load
 
+REPO = Path(__file__).resolve().parents[1]
 SYSTEM_COLUMNS = {"tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"}
 NAMING_SECONDS = 5.0
 
@@ -196,6 +205,118 @@ def test_a_later_file_keeps_the_columns_of_headers_seen_before_and_names_new_one
 def test_headers_equal_but_for_unicode_composition_are_one_header():
     decomposed = unicodedata.normalize("NFD", "Année")
     assert header_keys(["Année", decomposed]) == [("Année", 1), ("Année", 2)]
+
+
+# --- datasets: one safe path component (case 5) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "dataset",
+    [
+        "sales",
+        "Sales 2026",
+        'sales"2026',
+        "sales;2026",
+        "x" * 100,
+        unicodedata.normalize("NFD", "café"),
+    ],
+)
+def test_a_dataset_name_is_kept_in_nfc(dataset):
+    assert dataset_name(dataset) == unicodedata.normalize("NFC", dataset)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "message"),
+    [
+        ("../../escaped", "one folder name"),
+        ("/tmp/escaped", "one folder name"),
+        ("a/b", "one folder name"),
+        ("a\\b", "one folder name"),
+        ("..", "one folder name"),
+        (".", "one folder name"),
+        ("", "is empty"),
+        (".hidden", "ignores"),
+        ("sales.part", "ignores"),
+        ("priority-3", "priority folder"),
+        ("a\nb", "control character"),
+        ("a\x00b", "control character"),
+        ("x" * 201, "over 200 bytes"),
+        ("%%%", "no letters or digits"),
+    ],
+)
+def test_a_dataset_name_that_is_not_one_safe_folder_name_is_refused(dataset, message):
+    with pytest.raises(BadInputError, match=message):
+        dataset_name(dataset)
+
+
+@pytest.mark.parametrize("dataset", ["../../escaped", "/escaped", "a/../../escaped"])
+def test_copy_into_inbox_never_writes_outside_the_inbox(tmp_path, dataset):
+    source = tmp_path / "f.csv"
+    source.write_text("id\n1\n")
+    inbox = tmp_path / "deep" / "inbox"
+    inbox.mkdir(parents=True)
+    absolute = dataset.startswith("/")
+    if absolute:
+        dataset = str(tmp_path / "escaped")
+
+    with pytest.raises(BadInputError):
+        copy_into_inbox(source, inbox, dataset=dataset)
+
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["deep", "f.csv", "inbox"]
+
+
+def test_describe_refuses_a_dataset_that_is_not_one_folder_name(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("id\n1\n")
+    with pytest.raises(BadInputError):
+        describe(path, tmp_path / "inbox", dataset="../x")
+
+
+@pytest.fixture
+def env(settings, tmp_path) -> dict[str, str]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "DATA_DIR": str(settings.data_dir),
+        "DAGSTER_HOME": str(home),
+    }
+
+
+@pytest.mark.parametrize("where", ["relative", "absolute"])
+def test_submit_refuses_a_dataset_that_would_leave_the_inbox(env, settings, tmp_path, where):
+    source = tmp_path / "f.csv"
+    source.write_text("id\n1\n")
+    escaped = settings.data_dir.parent / f"escaped-{uuid.uuid4().hex[:8]}"
+    dataset = f"../../{escaped.name}" if where == "relative" else str(escaped)
+
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "granula_pipeline.cli",
+                "submit",
+                str(source),
+                *("--dataset", dataset),
+            ],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        written = escaped.exists()
+    finally:
+        shutil.rmtree(escaped, ignore_errors=True)
+
+    assert not written
+    assert done.returncode == 2
+    assert "--dataset" in done.stderr and "one folder name" in done.stderr
+    assert not list(settings.inbox.rglob("f.csv"))
+    assert json.loads(done.stdout or "null") is None
 
 
 # --- the records of tables made before 0007 ----------------------------------------------------
