@@ -18,7 +18,8 @@ import psycopg
 from granula_pipeline.lib.control.files import file_by_id
 from granula_pipeline.lib.db import connect
 from granula_pipeline.lib.db.migrate import SchemaBehind, check_migrated, ensure_migrated
-from granula_pipeline.lib.inbox.scan import InboxFile
+from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.inbox.scan import InboxFile, dataset_name
 from granula_pipeline.lib.inbox.submission import copy_into_inbox, register_file
 from granula_pipeline.lib.model import FileRecord, FileStatus
 from granula_pipeline.settings import MissingDatabase, Settings, load_settings
@@ -90,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="load one file now, through the ingest_file job")
     ingest.add_argument("path", type=Path)
     ingest.add_argument("--priority", type=_priority, default=None)
-    ingest.add_argument("--dataset", default=None, help="table to load into (default: file name)")
+    ingest.add_argument(
+        "--dataset", type=_dataset, default=None, help="table to load into (default: file name)"
+    )
     ingest.add_argument(
         "--force", action="store_true", help="load even if the same content was loaded before"
     )
@@ -99,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", help="place a file in the inbox and register it")
     submit.add_argument("path", type=Path)
     submit.add_argument("--priority", type=_priority, default=0)
-    submit.add_argument("--dataset", default=None)
+    submit.add_argument("--dataset", type=_dataset, default=None)
     submit.set_defaults(handler=_submit, dagster=True, migrates=True)
 
     retry = commands.add_parser("retry", help="load again what did not load of a file")
@@ -143,6 +146,13 @@ def _priority(text: str) -> int:
     if not 0 <= value <= 10:
         raise argparse.ArgumentTypeError("priority must be between 0 and 10")
     return value
+
+
+def _dataset(text: str) -> str:
+    try:
+        return dataset_name(text)
+    except BadInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _emit(payload: dict[str, Any]) -> None:

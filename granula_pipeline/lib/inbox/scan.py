@@ -11,12 +11,17 @@ import hashlib
 import json
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+
+from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats.names import table_name_for
 
 PRIORITY_DIR = re.compile(r"^priority-(\d{1,2})$")
 TEMPORARY_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download", ".swp", "~")
 MAX_PRIORITY = 10
+MAX_DATASET_BYTES = 200
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,41 @@ def priority_and_dataset(relative_path: str) -> tuple[int, str]:
         priority = min(int(match.group(1)), MAX_PRIORITY)
         parts = parts[1:]
     dataset = parts[-2] if len(parts) > 1 else dataset_from_filename(parts[-1])
-    return priority, dataset
+    return priority, unicodedata.normalize("NFC", dataset)
+
+
+def dataset_name(text: str) -> str:
+    """A dataset named by its owner (`--dataset`), in NFC, the form datasets are compared in.
+
+    It must be one folder name the inbox would read back as this dataset: no `/`, `\\`, `.`
+    or `..`, nothing the sensor ignores or reads as a priority, and some letter or digit for its
+    table's name.
+    """
+    name = unicodedata.normalize("NFC", text)
+    problem = _dataset_name_problem(name)
+    if problem is not None:
+        raise BadInputError(f"the dataset name {text!r} {problem}; name it like sales_2026")
+    return name
+
+
+def _dataset_name_problem(name: str) -> str | None:
+    if not name:
+        return "is empty"
+    if "/" in name or "\\" in name or name in {".", ".."}:
+        return "is not one folder name (no /, \\, . or ..)"
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        return "holds a control character"
+    if len(name.encode()) > MAX_DATASET_BYTES:
+        return f"is over {MAX_DATASET_BYTES} bytes"
+    if is_temporary(name):
+        return "looks temporary (dot-, ~-, .tmp, .part...): the inbox ignores such a folder"
+    if PRIORITY_DIR.match(name):
+        return "is a priority folder's name"
+    try:
+        table_name_for(name)
+    except ValueError:
+        return "has no letters or digits"
+    return None
 
 
 def dataset_from_filename(name: str) -> str:
@@ -145,7 +184,10 @@ def select_ready(
 def describe(
     path: Path, inbox: Path, *, dataset: str | None = None, priority: int | None = None
 ) -> InboxFile:
-    """An InboxFile for any path: inside the inbox its place decides; elsewhere, its name."""
+    """An InboxFile for any path: inside the inbox its place decides; elsewhere, its name.
+
+    A `dataset` given overrides both, if `dataset_name` accepts it (BadInputError if not).
+    """
     stat = path.lstat()
     resolved, root = path.absolute(), inbox.absolute()  # a link is described as the link
     if resolved.is_relative_to(root):
@@ -160,5 +202,5 @@ def describe(
         stat.st_size,
         stat.st_mtime_ns,
         found_priority if priority is None else priority,
-        dataset or found_dataset,
+        dataset_name(dataset) if dataset else found_dataset,
     )

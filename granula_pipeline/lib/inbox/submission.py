@@ -24,6 +24,7 @@ from granula_pipeline.lib.inbox.scan import (
     MAX_PRIORITY,
     InboxFile,
     dataset_from_filename,
+    dataset_name,
     describe,
     is_temporary,
 )
@@ -34,11 +35,12 @@ MAX_NAME_BYTES = 200
 
 
 def inbox_folder(inbox: Path, *, priority: int, dataset: str | None = None) -> Path:
-    """The folder whose place in the inbox says this priority (and dataset)."""
+    """The folder whose place in the inbox says this priority (and dataset): always inside the
+    inbox, as a dataset must be one folder name (`dataset_name`; BadInputError otherwise)."""
     if not 0 <= priority <= MAX_PRIORITY:
         raise ValueError(f"priority must be between 0 and {MAX_PRIORITY}")
     folder = inbox / f"priority-{priority}" if priority else inbox
-    return folder / dataset if dataset else folder
+    return folder / dataset_name(dataset) if dataset else folder
 
 
 def staging_path(folder: Path, name: str) -> Path:

@@ -17,7 +17,6 @@ from granula_pipeline.lib.control import files as control
 from granula_pipeline.lib.db import connect
 from granula_pipeline.lib.errors import BadInputError, describe, is_transient
 from granula_pipeline.lib.formats import format_of
-from granula_pipeline.lib.formats.names import table_name_for
 from granula_pipeline.lib.formats.source import identify
 from granula_pipeline.lib.inbox.admission import (
     LinkOutside,
@@ -26,7 +25,7 @@ from granula_pipeline.lib.inbox.admission import (
     readable_path,
 )
 from granula_pipeline.lib.load.identity import FileChangedError, check_unchanged, open_current
-from granula_pipeline.lib.load.tables import ensure_table
+from granula_pipeline.lib.load.tables import dataset_table, ensure_table
 from granula_pipeline.lib.model import (
     ChunkPlan,
     FileIdentity,
@@ -164,8 +163,8 @@ def _prepare(
         original = control.loaded_copy(conn, record, plan.content_hash)
         if original is not None:
             return _skip_duplicate(conn, record, original, plan.content_hash)
-    table = table_name_for(record.dataset)
     with conn.transaction():
+        table = dataset_table(conn, settings.results_schema, record.dataset)
         columns = ensure_table(
             conn, settings.results_schema, table, survey.columns, record.filename
         )

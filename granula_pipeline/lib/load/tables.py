@@ -1,4 +1,9 @@
-"""Create and extend the typed result table of a dataset; lineage columns come after the data."""
+"""Create and extend the typed result table of a dataset; lineage columns come after the data.
+
+A table belongs to one dataset (`granula.dataset_tables`) and remembers the column each source
+header loads into (`granula.dataset_columns`): a later file's columns are matched by header,
+whatever their order, and a header not seen before gets a column of its own.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,51 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg import sql
 
+from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.formats.names import (
+    LINEAGE_COLUMN_COUNT,
+    MAX_DATA_COLUMNS,
+    assign_columns,
+    header_keys,
+    table_names_for,
+)
 from granula_pipeline.lib.model import Column
 
 LINEAGE_COLUMNS = {
     "_granula_file_id": ("bigint", "granula.file_id", "granula.files.file_id of the source file"),
     "_granula_chunk_index": ("integer", "granula.chunk_index", "chunk of the file the row came in"),
 }
+assert len(LINEAGE_COLUMNS) == LINEAGE_COLUMN_COUNT
+
+
+def dataset_table(conn: psycopg.Connection, schema: str, dataset: str) -> str:
+    """The table of `dataset` in `schema`: the one it has, or else the first of its names that
+    no other dataset has, claimed for it. Two datasets never share a table."""
+    owned = _owned_table(conn, schema, dataset)
+    if owned is not None:
+        return owned
+    try:
+        candidates = table_names_for(dataset)
+    except ValueError as exc:
+        raise BadInputError(f"{exc}: name the dataset with some") from exc
+    for name in candidates:
+        claimed = conn.execute(
+            "INSERT INTO granula.dataset_tables (schema_name, table_name, dataset) "
+            "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING table_name",
+            (schema, name, dataset),
+        ).fetchone()
+        owned = name if claimed else _owned_table(conn, schema, dataset)  # claimed meanwhile?
+        if owned is not None:
+            return owned
+    raise AssertionError("table_names_for never ends")
+
+
+def _owned_table(conn: psycopg.Connection, schema: str, dataset: str) -> str | None:
+    row = conn.execute(
+        "SELECT table_name FROM granula.dataset_tables WHERE schema_name = %s AND dataset = %s",
+        (schema, dataset),
+    ).fetchone()
+    return str(row[0]) if row else None
 
 
 def ensure_table(
@@ -27,6 +71,7 @@ def ensure_table(
     # Serialise DDL on one dataset across concurrent runs.
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{table}",))
     existing = existing_columns(conn, schema, table)
+    columns = _matched_by_header(conn, schema, table, columns, existing)
     target = sql.Identifier(schema, table)
     loaded_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     comment = sql.SQL("COMMENT ON TABLE {} IS {}").format(
@@ -90,6 +135,53 @@ def ensure_table(
         _comment_column(conn, target, column.name, _column_comment(column, source))
         typed.append(column)
     return typed
+
+
+def _matched_by_header(
+    conn: psycopg.Connection,
+    schema: str,
+    table: str,
+    columns: list[Column],
+    existing: dict[str, str],
+) -> list[Column]:
+    """The file's columns named as the table's columns of the same header; new headers get new
+    names, recorded with the table. Columns of a table older than these records are matched by
+    name once."""
+    known = {
+        (header, occurrence): name
+        for header, occurrence, name in conn.execute(
+            "SELECT source_header, occurrence, column_name FROM granula.dataset_columns "
+            "WHERE schema_name = %s AND table_name = %s",
+            (schema, table),
+        ).fetchall()
+    }
+    headers = [column.source_name for column in columns]
+    names = assign_columns(
+        headers, known=known, taken=existing, unclaimed=existing.keys() - known.values()
+    )
+    width = len(existing.keys() | set(names))
+    if width > MAX_DATA_COLUMNS:
+        raise BadInputError(
+            f"the table {schema}.{table} would have {width} columns with this file's new ones "
+            f"and a PostgreSQL table holds at most {MAX_DATA_COLUMNS} besides Granula's "
+            f"{LINEAGE_COLUMN_COUNT}: load this file as another dataset"
+        )
+    new = [
+        (schema, table, header, occurrence, name)
+        for (header, occurrence), name in zip(header_keys(headers), names, strict=True)
+        if (header, occurrence) not in known
+    ]
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO granula.dataset_columns "
+            "(schema_name, table_name, source_header, occurrence, column_name) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            new,
+        )
+    return [
+        Column(name, column.pg_type, column.source_name)
+        for name, column in zip(names, columns, strict=True)
+    ]
 
 
 NUMBERS = ("bigint", "numeric")
