@@ -152,6 +152,17 @@ def test_a_file_the_database_refuses_ends_in_failed_not_in_the_inbox(
     assert failed_copy(settings, record).read_bytes() == b"id\n1\n2\n"
 
 
+def test_a_symlink_loop_fails_saying_so_and_leaves_the_inbox(instance, granula, settings):
+    first, second = settings.inbox / "loop_a.csv", settings.inbox / "loop_b.csv"
+    first.symlink_to(second)
+    second.symlink_to(first)
+    record, result = load(instance, granula, first)
+    assert not result.success and record.status == "failed"
+    assert "symbolic link that leads nowhere" in record.error_message
+    assert not first.is_symlink(), "the link leaves the inbox, so the name is free again"
+    assert failed_copy(settings, record).is_symlink()
+
+
 def test_latin1_file_is_detected_and_loaded_exactly(instance, granula, settings, db):
     path = drop(settings, "latin.csv", "id,city\n1,Montréal\n2,Zürich\n".encode("cp1252"))
     record, _ = load(instance, granula, path)

@@ -48,7 +48,13 @@ def readable_path(path: Path, folders: Sequence[Path]) -> Path:
     """
     if not path.is_symlink():
         return path
-    target = path.resolve()
+    try:
+        target = path.resolve(strict=True)
+    except (RuntimeError, OSError) as exc:  # a loop of links, or a link to nothing
+        raise BadInputError(
+            f"this is a symbolic link that leads nowhere ({exc.__class__.__name__}: a loop of "
+            "links, or its target is gone); copy the file itself in"
+        ) from exc
     if _inside(path.absolute(), folders) and not _inside(target, folders):
         raise LinkOutside(target)
     return target
