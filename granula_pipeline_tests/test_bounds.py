@@ -264,7 +264,13 @@ def test_load_stopped_with_sigterm_stops_promptly_and_a_retry_loads_exactly_once
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for(lambda: len(sleeping_backends(db)) == 2, 90)  # the second chunk's two parts
+
+    def second_chunk_hangs() -> bool:  # its two parts, each in the trigger's pg_sleep
+        if load_process.poll() is not None:
+            pytest.fail(f"granula ingest ended before the hang: {load_process.communicate()}")
+        return len(sleeping_backends(db)) == 2
+
+    wait_for(second_chunk_hangs, 240)
 
     stopped_at = time.monotonic()
     load_process.send_signal(signal.SIGTERM)
