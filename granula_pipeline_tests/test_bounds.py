@@ -148,7 +148,9 @@ def test_every_run_carries_max_run_seconds_and_the_instance_has_the_same_default
     memory_instance, settings
 ):
     granula = _granula(settings, max_run_seconds=90)
-    record, result = ingest(memory_instance, granula, write_orders(settings.inbox / "t.csv", 3))
+    record, result = ingest(
+        memory_instance, granula, write_orders(settings.inbox / "tagged.csv", 3)
+    )
     assert record.status == "completed"
     assert result.dagster_run.tags["dagster/max_runtime"] == "90"
     default = Settings.model_fields["max_run_seconds"].default
@@ -201,6 +203,12 @@ def daemon(settings, dagster_home):
     finally:  # the code server and run workers it started, whatever they are doing
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        # A COPY whose process was killed sleeps on in the server (in a test's trigger).
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                "WHERE wait_event = 'PgSleep' AND datname = current_database()"
+            )
 
 
 def file_status(db: psycopg.Connection, filename: str) -> str | None:
@@ -243,22 +251,24 @@ def test_run_over_max_run_seconds_is_failed_and_its_slot_freed(
 def test_load_stopped_with_sigterm_stops_promptly_and_a_retry_loads_exactly_once(
     memory_instance, settings, db, tmp_path
 ):
-    ingest(memory_instance, _granula(settings), write_orders(settings.data_dir / "t.csv", 1))
+    ingest(memory_instance, _granula(settings), write_orders(settings.data_dir / "stopped.csv", 1))
     # Once the first chunk is in, every COPY into the table hangs.
     db.execute(
         """
-        CREATE FUNCTION t_hang() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN IF (SELECT count(*) FROM datasets.t) > 1 THEN PERFORM pg_sleep(600); END IF;
+        CREATE FUNCTION stopped_hang() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF (SELECT count(*) FROM datasets.stopped) > 1 THEN PERFORM pg_sleep(600); END IF;
         RETURN NULL; END $$
         """
     )
-    db.execute("CREATE TRIGGER hang BEFORE INSERT ON datasets.t EXECUTE FUNCTION t_hang()")
+    db.execute(
+        "CREATE TRIGGER hang BEFORE INSERT ON datasets.stopped EXECUTE FUNCTION stopped_hang()"
+    )
     rows = 600_000
     path = write_orders(tmp_path / "big.csv", rows)
     # Chunks of 250,000 rows (9 MiB), each COPY'd in two parts over two connections at once.
     env = granula_env(settings, CHUNK_SIZE="250000", COPY_STREAMS="2")
     load_process = subprocess.Popen(
-        [GRANULA, "ingest", str(path), "--dataset", "t"],
+        [GRANULA, "ingest", str(path), "--dataset", "stopped"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -268,7 +278,7 @@ def test_load_stopped_with_sigterm_stops_promptly_and_a_retry_loads_exactly_once
     def second_chunk_hangs() -> bool:  # its two parts, each in the trigger's pg_sleep
         if load_process.poll() is not None:
             pytest.fail(f"granula ingest ended before the hang: {load_process.communicate()}")
-        return len(sleeping_backends(db)) == 2
+        return len(sleeping_backends(db, "stopped")) == 2
 
     wait_for(second_chunk_hangs, 240)
 
@@ -284,26 +294,28 @@ def test_load_stopped_with_sigterm_stops_promptly_and_a_retry_loads_exactly_once
     assert load_process.returncode != 0
     summary = json.loads(out.strip().splitlines()[-1])
     assert (summary["status"], summary["loaded_rows"]) == ("processing", 250_000)
-    wait_for(lambda: not sleeping_backends(db), 10)
+    wait_for(lambda: not sleeping_backends(db, "stopped"), 10)
     file_id = summary["file_id"]
     in_table = db.execute(
-        "SELECT count(*) FROM datasets.t WHERE _granula_file_id = %s", (file_id,)
+        "SELECT count(*) FROM datasets.stopped WHERE _granula_file_id = %s", (file_id,)
     ).fetchone()
     assert in_table == (250_000,), "the interrupted chunk left no rows, the first all of its"
 
-    db.execute("DROP TRIGGER hang ON datasets.t")
+    db.execute("DROP TRIGGER hang ON datasets.stopped")
     retried = subprocess.run(
         [GRANULA, "retry", str(file_id)], env=env, capture_output=True, text=True, timeout=120
     )
     assert json.loads(retried.stdout.strip().splitlines()[-1])["status"] == "completed"
     ids = db.execute(
-        "SELECT id FROM datasets.t WHERE _granula_file_id = %s ORDER BY id", (file_id,)
+        "SELECT id FROM datasets.stopped WHERE _granula_file_id = %s ORDER BY id", (file_id,)
     ).fetchall()
     assert [i for (i,) in ids] == list(range(rows))
 
 
-def sleeping_backends(db: psycopg.Connection) -> list[tuple]:
+def sleeping_backends(db: psycopg.Connection, table: str) -> list[tuple]:
+    """The backends whose COPY into `table` waits in a trigger's pg_sleep."""
     return db.execute(
         "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
-        "AND datname = current_database() AND pid <> pg_backend_pid()"
+        "AND datname = current_database() AND query LIKE %s",
+        (f'COPY "datasets"."{table}"%',),
     ).fetchall()
