@@ -75,3 +75,17 @@ def memory_instance() -> Iterator[DagsterInstance]:
 def db(settings: Settings) -> Iterator[psycopg.Connection]:
     with psycopg.connect(settings.psycopg_conninfo, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def env(settings: Settings, tmp_path: Path) -> dict[str, str]:
+    """The environment of a `granula` process on this test's database and data folder."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "DATA_DIR": str(settings.data_dir),
+        "DAGSTER_HOME": str(home),
+    }

@@ -22,6 +22,7 @@ from granula_pipeline.defs.watchdog import is_running, worker
 from granula_pipeline.runs import ingest
 from granula_pipeline.settings import Settings
 from granula_pipeline_tests.factories import write_orders
+from granula_pipeline_tests.homes import daemon_home
 from granula_pipeline_tests.loads import chunks, load
 from granula_pipeline_tests.test_crash_recovery import slow_down, wait_for
 
@@ -167,14 +168,8 @@ def _granula(settings: Settings, **update):
 
 @pytest.fixture
 def dagster_home(tmp_path, settings) -> Path:
-    """The repository's dagster.yaml on this module's database, polling every second."""
-    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
-    config["run_monitoring"]["poll_interval_seconds"] = 1
-    config["run_coordinator"]["config"]["dequeue_interval_seconds"] = 1
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    return home
+    """The repository's dagster.yaml, with Dagster's storage in this module's database."""
+    return daemon_home(tmp_path, poll_seconds=1)
 
 
 @pytest.fixture

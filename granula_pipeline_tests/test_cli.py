@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,19 +16,6 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 SUMMARY_KEYS = {"file_id", "status", "table", "total_rows", "loaded_rows", "rejected_rows", "error"}
-
-
-@pytest.fixture
-def env(settings, tmp_path) -> dict[str, str]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "DATA_DIR": str(settings.data_dir),
-        "DAGSTER_HOME": str(home),
-    }
 
 
 # What the `granula` console script runs: `command.run`, which ends the process with os._exit.

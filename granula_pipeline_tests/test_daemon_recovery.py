@@ -11,12 +11,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import yaml
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from granula_pipeline.defs.watchdog import worker_pid
 from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
+from granula_pipeline_tests.homes import daemon_home
 from granula_pipeline_tests.test_crash_recovery import slow_down, wait_for
 
 pytestmark = pytest.mark.slow
@@ -27,15 +27,8 @@ ROWS, CHUNK = 1000, 50
 
 @pytest.fixture
 def dagster_home(tmp_path, settings) -> Path:
-    """The repository's dagster.yaml, with Dagster's storage in this module's database and
-    intervals short enough for a test."""
-    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
-    config["run_monitoring"]["poll_interval_seconds"] = 2
-    config["run_coordinator"]["config"]["dequeue_interval_seconds"] = 1
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    return home
+    """The repository's dagster.yaml, with Dagster's storage in this module's database."""
+    return daemon_home(tmp_path, poll_seconds=2)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -270,19 +269,6 @@ def test_describe_refuses_a_dataset_that_is_not_one_folder_name(tmp_path):
     path.write_text("id\n1\n")
     with pytest.raises(BadInputError):
         describe(path, tmp_path / "inbox", dataset="../x")
-
-
-@pytest.fixture
-def env(settings, tmp_path) -> dict[str, str]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "DATA_DIR": str(settings.data_dir),
-        "DAGSTER_HOME": str(home),
-    }
 
 
 @pytest.mark.parametrize("where", ["relative", "absolute"])
