@@ -1,7 +1,8 @@
 """Granula's Dagster definitions: the status asset, its job, the inbox sensor, the resource."""
 
-from dagster import Definitions, definitions, mem_io_manager
+from dagster import Definitions, FilesystemIOManager, definitions, mem_io_manager
 
+from granula_pipeline.defs.batch import ingest_batch
 from granula_pipeline.defs.checks import file_checks
 from granula_pipeline.defs.ingest import STATUS_IO_MANAGER, file_status, ingest_file
 from granula_pipeline.defs.resources import GranulaResource
@@ -22,13 +23,16 @@ def build_definitions(
     return Definitions(
         assets=[file_status],
         asset_checks=[file_checks],
-        jobs=[ingest_file],
+        jobs=[ingest_file, ingest_batch],
         sensors=[
             build_inbox_sensor(settings.sensor_interval_seconds),
             build_lost_run_watchdog(settings.watchdog_interval_seconds),
         ],
         resources={
             "granula": granula or GranulaResource.from_settings(settings),
+            # Named, so a run in this process (`granula ingest`) stores its steps' outputs on disk
+            # too, as a launched run does: a re-execution from failure reads them from there.
+            "io_manager": FilesystemIOManager(),
             STATUS_IO_MANAGER: mem_io_manager,
             "plans_ahead": plans_ahead or PlansAhead(),
         },
@@ -44,3 +48,8 @@ def defs() -> Definitions:
 def ingest_file_job():
     """The resolved `ingest_file` job, for `reconstructable` (re-execution from Python)."""
     return build_definitions(load_settings()).resolve_job_def(ingest_file.name)
+
+
+def ingest_batch_job():
+    """The resolved `ingest_batch` job, for `reconstructable` (re-execution from Python)."""
+    return build_definitions(load_settings()).resolve_job_def(ingest_batch.name)

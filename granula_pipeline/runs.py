@@ -1,5 +1,6 @@
 """The run service of the CLI and the API: register a file as a partition and run `ingest_file`
-for it in this process (`execute_in_process`), retry a file, prune old partitions.
+for it in this process (`execute_in_process`), or several in one `ingest_batch` run, retry a
+file, prune old partitions.
 
 Not Dagster definitions: a caller of these functions is itself the run's process, so what it
 hands the run (loads planned ahead) reaches it only because it runs here."""
@@ -12,12 +13,15 @@ from pathlib import Path
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from granula_pipeline.definitions import build_definitions
-from granula_pipeline.defs.ingest import FORCE_TAG, ingest_file
+from granula_pipeline.defs.batch import batch_run_config, ingest_batch
+from granula_pipeline.defs.ingest import ingest_file
 from granula_pipeline.defs.partitions import INBOX_PARTITIONS_NAME
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.sensors import MAX_RUNTIME_TAG, run_tags
+from granula_pipeline.defs.steps import FORCE_TAG
 from granula_pipeline.lib.control import files as control
 from granula_pipeline.lib.control.retention import ended_before, forget_file
+from granula_pipeline.lib.inbox.batching import Batch
 from granula_pipeline.lib.inbox.scan import InboxFile
 from granula_pipeline.lib.inbox.submission import register_file
 from granula_pipeline.lib.load.file import PlansAhead
@@ -35,7 +39,7 @@ def register(
     """Record the file as queued and add its dynamic partition; return it with its run tags."""
     record, found = register_file(granula.settings, path, dataset=dataset, priority=priority)
     instance.add_dynamic_partitions(INBOX_PARTITIONS_NAME, [record.partition_key])
-    return record, run_tags(found, granula.settings.max_run_seconds)
+    return record, run_tags(Batch((found,)), granula.settings.max_run_seconds)
 
 
 def ingest(
@@ -67,7 +71,7 @@ def ingest_registered(
     """Run `ingest_file` for a file registered already, as run `run_id` if given (the id
     `plans_ahead` planned the file for)."""
     instance.add_dynamic_partitions(INBOX_PARTITIONS_NAME, [record.partition_key])
-    tags = run_tags(found, granula.settings.max_run_seconds)
+    tags = run_tags(Batch((found,)), granula.settings.max_run_seconds)
     if force:
         tags[FORCE_TAG] = "true"
     return _run(instance, granula, record, tags, log_level, run_id, plans_ahead)
@@ -96,6 +100,35 @@ def _run(
         final = control.file_by_id(conn, record.file_id)
     assert final is not None
     return final, result
+
+
+def ingest_batch_of(
+    instance: DagsterInstance,
+    granula: GranulaResource,
+    paths: list[Path],
+    *,
+    dataset: str | None = None,
+    log_level: str = "INFO",
+) -> tuple[list[FileRecord], ExecuteInProcessResult]:
+    """Load several files in one `ingest_batch` run, as the inbox sensor batches them; their
+    final records, in the order given."""
+    registered = [register_file(granula.settings, path, dataset=dataset) for path in paths]
+    keys = [record.partition_key for record, _ in registered]
+    instance.add_dynamic_partitions(INBOX_PARTITIONS_NAME, keys)
+    batch = Batch(tuple(found for _, found in registered))
+    definitions = build_definitions(granula.settings, granula=granula)
+    result = definitions.resolve_job_def(ingest_batch.name).execute_in_process(
+        instance=instance,
+        tags=run_tags(batch, granula.settings.max_run_seconds),
+        run_config={
+            **batch_run_config(keys),
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+        },
+        raise_on_error=False,
+    )
+    with granula.connect() as conn:
+        finals = [control.file_by_id(conn, record.file_id) for record, _ in registered]
+    return [final for final in finals if final is not None], result
 
 
 class BackgroundLoader:

@@ -82,7 +82,20 @@ class Settings(BaseSettings):
         default=DEFAULT_DATA_DIR, description="Holds inbox/, processed/, failed/."
     )
     results_schema: str = Field(default="datasets", description="Schema of the loaded tables.")
-    sensor_interval_seconds: int = Field(default=5, ge=1)
+    sensor_interval_seconds: int = Field(
+        default=1,
+        ge=1,
+        description="Least time between two looks at the inbox. Dagster's sensor daemon looks "
+        "every 5 s at most, so 1 means: at every turn of the daemon.",
+    )
+    batch_max_files: int = Field(
+        default=50, ge=1, description="Most files the sensor puts in one run."
+    )
+    batch_max_mb: int = Field(
+        default=64,
+        ge=1,
+        description="Most bytes of files in one run, in MiB; a larger file has a run of its own.",
+    )
     watchdog_interval_seconds: int = Field(
         default=30, ge=1, description="How often to look for loads whose process died."
     )
@@ -122,6 +135,10 @@ class Settings(BaseSettings):
     @property
     def chunk_max_bytes(self) -> int:
         return self.chunk_max_mb * 1024 * 1024
+
+    @property
+    def batch_max_bytes(self) -> int:
+        return self.batch_max_mb * 1024 * 1024
 
     @property
     def max_upload_bytes(self) -> int:

@@ -1,7 +1,13 @@
-"""Dagster homes for the tests that run the real daemon."""
+"""Dagster homes, and the daemon itself, for the tests that run the real daemon."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -19,3 +25,25 @@ def daemon_home(tmp_path: Path, *, poll_seconds: int) -> Path:
     home.mkdir()
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
     return home
+
+
+@contextmanager
+def running_daemon(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """`dagster-daemon run` on the repository's workspace, stopped (its whole group) after."""
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
@@ -16,7 +14,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from granula_pipeline.defs.watchdog import worker_pid
 from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
-from granula_pipeline_tests.homes import daemon_home
+from granula_pipeline_tests.homes import daemon_home, running_daemon
 from granula_pipeline_tests.test_crash_recovery import slow_down, wait_for
 
 pytestmark = pytest.mark.slow
@@ -49,21 +47,8 @@ def stack_env(settings, dagster_home) -> dict[str, str]:
 
 @pytest.fixture
 def daemon(stack_env):
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=REPO,
-        env=stack_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    yield process
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+    with running_daemon(stack_env) as process:
+        yield process
 
 
 def file_status(url: str, filename: str) -> tuple[int, str] | None:

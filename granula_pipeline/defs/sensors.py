@@ -1,4 +1,4 @@
-"""The inbox sensor: one run per new file, once the file is completely written."""
+"""The inbox sensor: new files, once completely written, launched in batches by priority."""
 
 import time
 
@@ -12,23 +12,51 @@ from dagster import (
     sensor,
 )
 
+from granula_pipeline.defs.batch import batch_run_config, ingest_batch
 from granula_pipeline.defs.ingest import ingest_file
 from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.lib.control import files as control
-from granula_pipeline.lib.inbox.scan import InboxCursor, InboxFile, scan_inbox, select_ready
+from granula_pipeline.lib.inbox.batching import Batch, plan_batches
+from granula_pipeline.lib.inbox.scan import (
+    InboxCursor,
+    InboxFile,
+    InboxScan,
+    mark_launched,
+    scan_inbox,
+    select_ready,
+)
+from granula_pipeline.lib.model import readable_size
+from granula_pipeline.settings import Settings
 
 # Read by the daemon's run monitoring: a run still going after this many seconds is failed and
 # its process stopped (0: no limit). Kept by re-executions and run retries.
 MAX_RUNTIME_TAG = "dagster/max_runtime"
+# A tick returns within about this long and leaves the rest to the next one (the daemon's loop
+# turns every 5 s): it may wait this long for a file about to settle, and registers files until
+# this much time has gone.
+TICK_SECONDS = 1.5
+# Two looks within a tick are at least this far apart, so a file still growing shows it.
+LOOK_GAP_SECONDS = 0.5
+# Waiting files named in the tick's skip reason; the rest are counted.
+NAMED_WAITING = 5
 
 
-def run_tags(found: InboxFile, max_run_seconds: int) -> dict[str, str]:
+def run_tags(batch: Batch, max_run_seconds: int) -> dict[str, str]:
+    """What the runs list shows and filters on: priority, file(s), dataset(s), size."""
+    files = batch.files
+    datasets = batch.datasets
     return {
-        "dagster/priority": str(found.priority),
-        "granula/file": found.relative_path,
-        "granula/dataset": found.dataset,
-        "granula/size_bytes": str(found.size_bytes),
+        "dagster/priority": str(batch.priority),
+        "granula/priority": str(batch.priority),
+        "granula/file": files[0].relative_path
+        + (f" (+{len(files) - 1} more)" if len(files) > 1 else ""),
+        "granula/files": str(len(files)),
+        "granula/dataset": datasets[0]
+        if len(datasets) == 1
+        else ", ".join(datasets[:3])
+        + (f" (+{len(datasets) - 3} more)" if len(datasets) > 3 else ""),
+        "granula/size": readable_size(batch.size_bytes),
         MAX_RUNTIME_TAG: str(max_run_seconds),
     }
 
@@ -36,53 +64,90 @@ def run_tags(found: InboxFile, max_run_seconds: int) -> dict[str, str]:
 def build_inbox_sensor(interval_seconds: int) -> SensorDefinition:
     """The inbox sensor, looking every `interval_seconds` (SENSOR_INTERVAL_SECONDS)."""
     return sensor(
-        job=ingest_file,
+        jobs=[ingest_file, ingest_batch],
         name="inbox_sensor",
         minimum_interval_seconds=interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Launches one ingest_file run per new file in the inbox, highest priority "
-        "first.",
+        description="Launches runs for new files in the inbox, highest priority first: small "
+        "files together in ingest_batch runs, a large or lone file in an ingest_file run.",
     )(inbox_sensor)
 
 
 def inbox_sensor(context: SensorEvaluationContext, granula: GranulaResource) -> SensorResult:
     settings = granula.settings
-    scan = select_ready(
+    started = time.monotonic()
+    scan = _look(settings, InboxCursor.from_json(context.cursor))
+    wait = scan.next_ready_in(time.time_ns(), settings.settle_seconds)
+    if wait is not None and wait <= TICK_SECONDS:  # about to settle: worth a second look now
+        time.sleep(max(wait, LOOK_GAP_SECONDS))
+        scan = _look(settings, scan.cursor)
+    if not scan.ready:
+        return SensorResult(
+            skip_reason=_waiting_reason(settings, scan), cursor=scan.cursor.to_json()
+        )
+
+    launched: list[InboxFile] = []
+    requests: list[RunRequest] = []
+    with granula.connect(autocommit=True) as conn:
+        for batch in plan_batches(
+            scan.ready, max_files=settings.batch_max_files, max_bytes=settings.batch_max_bytes
+        ):
+            if requests and time.monotonic() - started > 2 * TICK_SECONDS:
+                break  # the rest next tick, highest priority first again
+            for found in batch.files:
+                control.register_file(
+                    conn,
+                    partition_key=found.partition_key,
+                    path=str((settings.inbox / found.relative_path).absolute()),
+                    dataset=found.dataset,
+                    priority=found.priority,
+                    size_bytes=found.size_bytes,
+                )
+            launched.extend(batch.files)
+            requests.append(_run_request(batch, settings))
+    left = len(scan.ready) - len(launched)
+    if left:
+        context.log.info(f"launched {len(launched)} file(s); {left} more on the next tick")
+    return SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[
+            inbox_partitions.build_add_request([found.partition_key for found in launched])
+        ],
+        cursor=mark_launched(scan.cursor, launched).to_json(),
+    )
+
+
+def _look(settings: Settings, cursor: InboxCursor) -> InboxScan:
+    return select_ready(
         scan_inbox(settings.inbox),
-        InboxCursor.from_json(context.cursor),
+        cursor,
         now_ns=time.time_ns(),
         settle_seconds=settings.settle_seconds,
     )
-    for waiting in scan.waiting:
-        context.log.info(f"{waiting.relative_path}: still being written or just arrived, waiting")
-    if not scan.ready:
-        reason = (
-            f"{len(scan.waiting)} file(s) not settled yet "
-            f"(must be unchanged for {settings.settle_seconds}s)"
-            if scan.waiting
-            else f"no new files in {settings.inbox}"
+
+
+def _run_request(batch: Batch, settings: Settings) -> RunRequest:
+    keys = [found.partition_key for found in batch.files]
+    tags = run_tags(batch, settings.max_run_seconds)
+    if len(keys) == 1:
+        return RunRequest(
+            run_key=keys[0], job_name=ingest_file.name, partition_key=keys[0], tags=tags
         )
-        return SensorResult(skip_reason=SkipReason(reason), cursor=scan.cursor.to_json())
-    with granula.connect(autocommit=True) as conn:
-        for found in scan.ready:
-            control.register_file(
-                conn,
-                partition_key=found.partition_key,
-                path=str((settings.inbox / found.relative_path).absolute()),
-                dataset=found.dataset,
-                priority=found.priority,
-                size_bytes=found.size_bytes,
-            )
-    keys = [found.partition_key for found in scan.ready]
-    return SensorResult(
-        run_requests=[
-            RunRequest(
-                run_key=found.partition_key,
-                partition_key=found.partition_key,
-                tags=run_tags(found, settings.max_run_seconds),
-            )
-            for found in scan.ready
-        ],
-        dynamic_partitions_requests=[inbox_partitions.build_add_request(keys)],
-        cursor=scan.cursor.to_json(),
+    return RunRequest(
+        run_key="batch:" + keys[0],
+        job_name=ingest_batch.name,
+        run_config=batch_run_config(keys),
+        tags=tags,
+    )
+
+
+def _waiting_reason(settings: Settings, scan: InboxScan) -> SkipReason:
+    if not scan.waiting:
+        return SkipReason(f"no new files in {settings.inbox}")
+    names = ", ".join(found.relative_path for found in scan.waiting[:NAMED_WAITING])
+    more = len(scan.waiting) - NAMED_WAITING
+    return SkipReason(
+        f"{len(scan.waiting)} file(s) still being written or just arrived "
+        f"(a file loads once unchanged for {settings.settle_seconds:g}s): {names}"
+        + (f" and {more} more" if more > 0 else "")
     )

@@ -21,6 +21,7 @@ from dagster import (
 )
 from dagster._core.launcher import DefaultRunLauncher
 
+from granula_pipeline.defs.batch import ingest_batch
 from granula_pipeline.defs.ingest import ingest_file
 
 
@@ -52,7 +53,8 @@ def build_lost_run_watchdog(interval_seconds: int) -> SensorDefinition:
         name="lost_run_watchdog",
         minimum_interval_seconds=interval_seconds,
         default_status=DefaultSensorStatus.RUNNING,
-        description="Fails ingest_file runs whose process died, so run retries can finish them.",
+        description="Fails ingest_file and ingest_batch runs whose process died, so run "
+        "retries can finish them.",
     )(lost_run_watchdog)
 
 
@@ -60,9 +62,13 @@ def lost_run_watchdog(context: SensorEvaluationContext) -> SkipReason:
     instance = context.instance
     if not isinstance(instance.run_launcher, DefaultRunLauncher):
         return SkipReason("the run launcher checks its own workers")
-    records = instance.get_run_records(
-        RunsFilter(job_name=ingest_file.name, statuses=[DagsterRunStatus.STARTED])
-    )
+    records = [
+        record
+        for job in (ingest_file, ingest_batch)
+        for record in instance.get_run_records(
+            RunsFilter(job_name=job.name, statuses=[DagsterRunStatus.STARTED])
+        )
+    ]
     lost = []
     for record in records:
         run = record.dagster_run

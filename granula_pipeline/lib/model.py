@@ -3,6 +3,7 @@ chunk loads to, what a load did, and a file's record in the control tables."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -284,3 +285,11 @@ class FileRecord:
         record["error"] = record["error_message"]
         record["status"] = self.status.value
         return record
+
+
+def readable_size(size_bytes: int) -> str:
+    """A size as people read it: `812 B`, `4.2 KiB`, `150.7 MiB`, `1.3 GiB`."""
+    if size_bytes < 1024:
+        return f"{size_bytes} B"
+    exponent = min(int(math.log(size_bytes, 1024)), 3)
+    return f"{size_bytes / 1024**exponent:.1f} {('KiB', 'MiB', 'GiB')[exponent - 1]}"

@@ -59,6 +59,10 @@ def file_by_key(conn: psycopg.Connection, partition_key: str) -> FileRecord | No
     return next(iter(files_where(conn, "f.partition_key = %s", (partition_key,))), None)
 
 
+def files_by_keys(conn: psycopg.Connection, partition_keys: list[str]) -> list[FileRecord]:
+    return files_where(conn, "f.partition_key = ANY(%s)", (partition_keys,))
+
+
 def file_by_id(conn: psycopg.Connection, file_id: int) -> FileRecord | None:
     return next(iter(files_where(conn, "f.file_id = %s", (file_id,))), None)
 

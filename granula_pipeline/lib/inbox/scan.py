@@ -33,6 +33,13 @@ class InboxFile:
     mtime_ns: int
     priority: int
     dataset: str
+    ctime_ns: int = 0
+
+    @property
+    def changed_ns(self) -> int:
+        """When the file last changed: its mtime, or its ctime when that is later (a copy that
+        keeps the source's old mtime, `cp -p` or `rsync -t`, still sets the ctime to now)."""
+        return max(self.mtime_ns, self.ctime_ns)
 
     @property
     def signature(self) -> str:
@@ -123,7 +130,11 @@ def scan_inbox(inbox: Path) -> list[InboxFile]:
                 continue
             relative = path.relative_to(inbox).as_posix()
             priority, dataset = priority_and_dataset(relative)
-            found.append(InboxFile(relative, stat.st_size, stat.st_mtime_ns, priority, dataset))
+            found.append(
+                InboxFile(
+                    relative, stat.st_size, stat.st_mtime_ns, priority, dataset, stat.st_ctime_ns
+                )
+            )
     return sorted(found, key=lambda f: (-f.priority, f.relative_path))
 
 
@@ -155,15 +166,26 @@ class InboxScan:
     waiting: list[InboxFile]
     cursor: InboxCursor
 
+    def next_ready_in(self, now_ns: int, settle_seconds: float) -> float | None:
+        """Seconds until the first waiting file has been quiet for `settle_seconds` (if nothing
+        changes it meanwhile); None when nothing waits."""
+        if not self.waiting:
+            return None
+        quiet_from = min(found.changed_ns for found in self.waiting) + settle_seconds * 1e9
+        return max(0.0, (quiet_from - now_ns) / 1e9)
+
 
 def select_ready(
     files: list[InboxFile], cursor: InboxCursor, *, now_ns: int, settle_seconds: float
 ) -> InboxScan:
-    """Files complete enough to load: unchanged since the last look, and quiet for a while.
+    """Files complete enough to load: quiet for `settle_seconds`, and not changed since the last
+    look.
 
-    A file still being written changes size or mtime between two looks; one launched already is
-    launched again only when its content (size, mtime) changed. Files that left the inbox are
-    forgotten, so the cursor stays as small as the inbox.
+    One look is enough for a file that has not changed (by mtime or ctime) for `settle_seconds`:
+    a writer still writing keeps moving both. A file seen with another size or mtime on the last
+    look waits one more look, which catches a writer whose clock disagrees with ours (a network
+    mount). One launched already is launched again only when its content (size, mtime) changed.
+    Files that left the inbox are forgotten, so the cursor stays as small as the inbox.
     """
     seen = {f.relative_path: f.signature for f in files}
     launched = {path: sig for path, sig in cursor.launched.items() if path in seen}
@@ -171,14 +193,21 @@ def select_ready(
     for found in files:
         if launched.get(found.relative_path) == found.signature:
             continue
-        unchanged = cursor.seen.get(found.relative_path) == found.signature
-        quiet = now_ns - found.mtime_ns >= settle_seconds * 1e9
-        if unchanged and quiet:
+        before = cursor.seen.get(found.relative_path)
+        changed_since_last_look = before is not None and before != found.signature
+        quiet = now_ns - found.changed_ns >= settle_seconds * 1e9
+        if quiet and not changed_since_last_look:
             ready.append(found)
-            launched[found.relative_path] = found.signature
         else:
             waiting.append(found)
     return InboxScan(ready, waiting, InboxCursor(seen, launched))
+
+
+def mark_launched(cursor: InboxCursor, files: list[InboxFile]) -> InboxCursor:
+    """The cursor once `files` are launched: each is not launched again while unchanged."""
+    launched = dict(cursor.launched)
+    launched.update({found.relative_path: found.signature for found in files})
+    return InboxCursor(cursor.seen, launched)
 
 
 def describe(
