@@ -104,7 +104,7 @@ def test_a_batch_killed_mid_way_is_finished_by_run_retries_exactly_once(
 ):
     url = settings.database_url
     seed(instance, granula, settings, "killed")
-    slow_down(url, "killed", 0.3)
+    slow_down(url, "killed", 1.0)
     names = [f"part-{i}.csv" for i in range(4)]
     env = daemon_env(settings, tmp_path, MAX_CONCURRENCY="2", CHUNK_SIZE="50")
     with running_daemon(env) as daemon:
@@ -122,7 +122,7 @@ def test_a_batch_killed_mid_way_is_finished_by_run_retries_exactly_once(
                 ).fetchone()
             return int(row[0]) if row else 0
 
-        wait_for(lambda: loaded_chunks() >= 6, timeout=120)  # the seed's, then a file and a half
+        wait_for(lambda: loaded_chunks() >= 4, timeout=120)  # the seed, then a few chunks
         for name, value in env.items():
             if name.startswith(("DAGSTER_", "MAX_")):
                 monkeypatch.setenv(name, value)
