@@ -26,13 +26,16 @@ def load_upload(memory_instance, granula, settings, response):
 
 
 def test_status_of_an_uploaded_file_says_queued(client, upload):
-    file_id = upload("waiting.csv", b"id\n1\n", priority=4).json()["file_id"]
+    uploaded = upload("waiting.csv", b"id\n1\n", priority=4).json()
+    file_id, public_id = uploaded["file_id"], uploaded["public_id"]
 
-    response = client.get(f"/api/v1/status/{file_id}")
+    response = client.get(f"/api/v1/status/{public_id}")
 
     assert response.status_code == 200
+    assert client.get(f"/api/v1/status/{file_id}").json() == response.json()
     assert response.json() == {
         "file_id": file_id,
+        "public_id": public_id,
         "filename": "waiting.csv",
         "status": "queued",
         "total_chunks": None,
@@ -56,7 +59,13 @@ def test_results_of_a_file_not_loaded_yet_are_empty(client, upload):
     response = client.get(f"/api/v1/results/{file_id}")
 
     assert response.status_code == 200
-    assert response.json() == {"items": [], "total": 0, "limit": 100, "offset": 0}
+    assert response.json() == {
+        "items": [],
+        "total": 0,
+        "limit": 100,
+        "offset": 0,
+        "next": None,
+    }
 
 
 def test_a_loaded_file_reports_completed_and_its_typed_rows_in_file_order(
@@ -69,6 +78,7 @@ def test_a_loaded_file_reports_completed_and_its_typed_rows_in_file_order(
     status = client.get(f"/api/v1/status/{file_id}").json()
     assert status == {
         "file_id": file_id,
+        "public_id": str(record.public_id),
         "filename": "typed.csv",
         "status": "completed",
         "total_chunks": 1,
@@ -134,6 +144,7 @@ def test_a_loaded_file_reports_completed_and_its_typed_rows_in_file_order(
         "total": 4,
         "limit": 100,
         "offset": 0,
+        "next": None,
     }
 
 
