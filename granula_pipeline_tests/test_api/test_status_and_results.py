@@ -204,3 +204,25 @@ def test_results_of_a_file_whose_table_was_dropped_say_so_with_410(
     assert f"the table {record.table_name}" in answer.json()["detail"]
     assert "no longer exists" in answer.json()["detail"]
     assert client.get(f"/api/v1/status/{record.file_id}").status_code == 200
+
+
+def test_pages_after_a_cursor_are_the_pages_at_offsets(
+    client, upload, memory_instance, granula, settings, tmp_path
+):
+    source = write_orders(tmp_path / "cursor.csv", 250)
+    uploaded = upload("cursor.csv", source.read_bytes())
+    public_id = load_upload(memory_instance, granula, settings, uploaded).public_id
+    url = f"/api/v1/results/{public_id}"
+
+    by_offset = [client.get(url, params={"limit": 100, "offset": o}).json() for o in (0, 100, 200)]
+    by_cursor = [client.get(url, params={"limit": 100}).json()]
+    while by_cursor[-1]["next"] is not None:
+        after = by_cursor[-1]["next"]
+        by_cursor.append(client.get(url, params={"limit": 100, "after": after}).json())
+
+    assert [page["items"] for page in by_cursor] == [page["items"] for page in by_offset]
+    assert [page["offset"] for page in by_cursor] == [0, 100, 200]
+    assert by_offset[-1]["next"] is None and len(by_offset[-1]["items"]) == 50
+    tampered = client.get(url, params={"after": "1;DROP"})
+    assert tampered.status_code == 422
+    assert "next" in tampered.json()["detail"]
