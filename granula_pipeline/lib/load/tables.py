@@ -27,11 +27,11 @@ LINEAGE_COLUMNS = {
     "_granula_file_id": ("bigint", "granula.file_id", "granula.files.file_id of the source file"),
     "_granula_chunk_index": ("integer", "granula.chunk_index", "chunk of the file the row came in"),
 }
-assert len(LINEAGE_COLUMNS) == LINEAGE_COLUMN_COUNT
 # The order rows were copied in, within their file and chunk: what results are paged by. Filled
 # by its identity default, never named in a COPY.
 ROW_COLUMN = "_granula_row"
 GRANULA_COLUMNS = frozenset({*LINEAGE_COLUMNS, ROW_COLUMN})
+assert len(GRANULA_COLUMNS) == LINEAGE_COLUMN_COUNT
 
 
 def dataset_table(conn: psycopg.Connection, schema: str, dataset: str) -> str:
