@@ -109,6 +109,7 @@ class Bench:
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.statuses: Counter[str] = Counter()
         self.abandoned = 0
+        self.server_errors: list[str] = []
 
     async def find_cursor(self, client: httpx.AsyncClient) -> None:
         page = await client.get(self.url, params={"limit": PAGE, "offset": self.deep - PAGE})
@@ -132,6 +133,8 @@ class Bench:
         response = await self.request(client, kind, seq)
         elapsed = time.perf_counter() - started
         self.statuses[f"{label}:{response.status_code}"] += 1
+        if response.status_code >= 500 and len(self.server_errors) < 10:
+            self.server_errors.append(f"{label}: {response.status_code} {response.text[:200]}")
         if response.status_code < 300:
             self.latencies[label].append(elapsed)
 
@@ -215,6 +218,7 @@ def main() -> int:
         "statuses": dict(sorted(bench.statuses.items())),
         "abandoned_requests": bench.abandoned,
         "server_errors": server_errors,
+        "server_error_samples": bench.server_errors,
         "queries_left_running": left_running,
         "load_average": os.getloadavg(),
     }
@@ -228,6 +232,8 @@ def main() -> int:
         )
     print(f"statuses: {report['statuses']}")
     print(f"abandoned mid-request: {bench.abandoned}; left running after: {left_running}")
+    for sample in bench.server_errors:
+        print(f"5xx: {sample}")
     return 1 if server_errors or left_running else 0
 
 

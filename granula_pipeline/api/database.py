@@ -6,6 +6,7 @@ client: if it disconnects, the query is cancelled in the server at once rather t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -54,15 +55,29 @@ async def in_database(request: Request, work: Callable[[psycopg.Connection], T])
     """
     watch = request.method in ("GET", "HEAD")
     pool: ConnectionPool = request.app.state.pool
+    # The connection while `work` runs on it. A cancelled connection is closed, never handed back
+    # to the pool: a cancel that reached the server late must not stop another request's query.
     running: list[psycopg.Connection] = []
+    cancelled: list[bool] = []
+    lock = threading.Lock()
 
     def job() -> T:
         with pool.connection() as conn:
-            running.append(conn)
+            with lock:
+                running.append(conn)
             try:
                 return work(conn)
             finally:
-                running.clear()
+                with lock:
+                    running.clear()
+                    if cancelled:
+                        conn.close()  # the pool drops it and opens another
+
+    def cancel() -> None:
+        with lock:
+            for conn in running:
+                cancelled.append(True)
+                conn.cancel_safe(timeout=5)
 
     outcome: list[T] = []
     failure: list[BaseException] = []
@@ -81,8 +96,7 @@ async def in_database(request: Request, work: Callable[[psycopg.Connection], T])
             await anyio.sleep(DISCONNECT_POLL_SECONDS)
             if await request.is_disconnected():
                 gone = True
-                for conn in list(running):
-                    conn.cancel_safe(timeout=5)
+                await anyio.to_thread.run_sync(cancel)
                 break
     if failure:
         _raise(failure[0], gone=gone)
