@@ -218,3 +218,34 @@ schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
 def test_with_a_key_no_generated_request_gets_a_server_error(case, served):
     response = case.call(base_url=served.base, headers=served.auth("all"))
     case.validate_response(response, checks=[not_a_server_error])
+
+
+def test_a_trickling_upload_is_dropped_with_408_and_leaves_nothing(served):
+    """A byte every 0.2 s never stalls for API_IDLE_TIMEOUT_SECONDS (2 s here), but is far under
+    API_MIN_UPLOAD_KIB_PER_SECOND once 2 s have passed."""
+    host, port = served.base.removeprefix("http://").split(":")
+    request = (
+        f"POST /api/v1/upload HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {served.tokens['all']}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+        '--b\r\nContent-Disposition: form-data; name="file"; filename="trickle.csv"\r\n'
+        "Content-Type: text/csv\r\n\r\nid\n"
+    ).encode()
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=20) as conn:
+        conn.sendall(request)
+        conn.settimeout(0.2)
+        answer = b""
+        while not answer and time.monotonic() - started < 15:
+            try:
+                conn.sendall(b"1")
+                answer = conn.recv(4096)
+            except TimeoutError:
+                continue
+        conn.settimeout(5)
+        while chunk := conn.recv(4096):  # the rest of the answer, until the server closes
+            answer += chunk
+    assert answer.decode().startswith("HTTP/1.1 408"), answer
+    assert "KiB/s" in answer.decode()
+    assert time.monotonic() - started < 6
+    assert list(served.settings.inbox.rglob("*trickle.csv*")) == []
