@@ -9,7 +9,6 @@ from uuid import UUID
 
 import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import ClientDisconnect
 
@@ -39,7 +38,7 @@ from granula_pipeline.lib.inbox.scan import MAX_PRIORITY, dataset_from_filename
 from granula_pipeline.lib.inbox.submission import (
     inbox_folder,
     publish,
-    register_file,
+    register_in_inbox,
     staging_path,
     upload_name,
 )
@@ -179,15 +178,14 @@ async def upload(
             409,
             f"{where} is already waiting in the inbox; wait until it is loaded or rename yours",
         ) from exc
-    record = await run_in_threadpool(_register, settings, staged.destination)
+    destination = staged.destination
+    record = await in_database(
+        request, lambda conn: register_in_inbox(conn, settings.inbox, destination)[0]
+    )
     on_upload: OnUpload | None = request.app.state.on_upload
     if on_upload is not None:
         on_upload(record)
     return Uploaded.of(record)
-
-
-def _register(settings: Settings, path: FilePath) -> FileRecord:
-    return register_file(settings, path)[0]
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
