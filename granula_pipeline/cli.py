@@ -136,6 +136,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     api.set_defaults(handler=_api)
 
+    keys = commands.add_parser("keys", help="API keys: create, list, revoke")
+    keys_commands = keys.add_subparsers(required=True, metavar="ACTION")
+    create = keys_commands.add_parser("create", help="make a key; its token is shown once")
+    create.add_argument("--name", required=True, help="whose key, what for")
+    create.add_argument(
+        "--scope", action="append", choices=["upload", "read"], required=True, dest="scopes"
+    )
+    create.add_argument(
+        "--dataset", action="append", type=_dataset, dest="datasets", help="limit it (repeat)"
+    )
+    create.set_defaults(handler=_keys_create, migrates=True)
+    listing = keys_commands.add_parser("list", help="the keys, without their tokens")
+    listing.set_defaults(handler=_keys_list, migrates=True)
+    revoke = keys_commands.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(handler=_keys_revoke, migrates=True)
+
     migrate = commands.add_parser("migrate", help="create or upgrade the control tables")
     migrate.set_defaults(handler=_migrate)
     return parser
@@ -310,23 +327,79 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from granula_pipeline.api import create_app
+    from granula_pipeline.api.transport import is_loopback
+    from granula_pipeline.lib.access.keys import any_active_key
 
     try:
         settings.require_database_url()
     except RuntimeError as exc:
         raise CliError(str(exc)) from exc
+    loopback = is_loopback(args.host)
+    if not loopback:
+        ensure_migrated(settings)
+        with connect(settings.psycopg_conninfo) as conn:
+            if not any_active_key(conn):
+                raise CliError(
+                    f"refusing to serve on {args.host} without an API key: make one with "
+                    "`granula keys create`, or serve on 127.0.0.1 behind a proxy"
+                )
+    serve = {
+        "host": args.host,
+        "port": args.port,
+        "timeout_keep_alive": int(settings.api_idle_timeout_seconds),
+        "server_header": False,
+    }
+    options = {"bind_host": args.host, "open_without_keys": loopback}
     if not args.load:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port)
+        uvicorn.run(create_app(settings, **options), **serve)
         return 0
     from granula_pipeline.defs.resources import GranulaResource
     from granula_pipeline.runs import BackgroundLoader
 
     with _instance() as instance:
         loader = BackgroundLoader(instance, GranulaResource.from_settings(settings))
+
+        def load_queued() -> None:  # files uploaded before a restart, never loaded
+            from granula_pipeline.lib.control.files import files_where
+
+            with connect(settings.psycopg_conninfo) as conn:
+                queued = files_where(conn, "f.status = %s", (FileStatus.QUEUED.value,))
+            for record in queued:
+                if Path(record.path).is_file():
+                    loader(record)
+
+        app = create_app(settings, on_upload=loader, on_start=load_queued, **options)
         try:
-            uvicorn.run(create_app(settings, on_upload=loader), host=args.host, port=args.port)
+            uvicorn.run(app, **serve)
         finally:
             loader.close()
+    return 0
+
+
+def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from granula_pipeline.lib.access.keys import Scope, create_key
+
+    with connect(settings.psycopg_conninfo) as conn:
+        key, token = create_key(conn, args.name, [Scope(s) for s in args.scopes], args.datasets)
+    _emit({**key.summary(), "token": token, "note": "shown this once; only its hash is kept"})
+    return 0
+
+
+def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    from granula_pipeline.lib.access.keys import list_keys
+
+    with connect(settings.psycopg_conninfo) as conn:
+        _emit({"keys": [key.summary() for key in list_keys(conn)]})
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from granula_pipeline.lib.access.keys import revoke_key
+
+    with connect(settings.psycopg_conninfo) as conn:
+        if not revoke_key(conn, args.key_id):
+            raise CliError(f"no active key {args.key_id}; `granula keys list` shows them")
+    _emit({"revoked": args.key_id})
     return 0
 
 

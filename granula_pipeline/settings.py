@@ -103,6 +103,34 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="A file must be unchanged this long before it is loaded."
     )
 
+    api_allowed_hosts: str = Field(
+        default="",
+        description="Host names `granula api` answers besides the one it binds and loopback's "
+        "(comma-separated; a request with another Host header is refused, against DNS "
+        "rebinding). Add the name clients use when a proxy is in front.",
+    )
+    api_allowed_origins: str = Field(
+        default="",
+        description="Web origins (https://app.example) allowed to send writes to the API besides "
+        "its own; a POST from any other page is refused.",
+    )
+    api_pool_size: int = Field(default=10, ge=1, description="Connections the API keeps open.")
+    api_pool_wait_seconds: float = Field(
+        default=10, gt=0, description="Longest wait for a free connection before a 503."
+    )
+    api_statement_timeout_seconds: float = Field(
+        default=30, gt=0, description="A query of the API that takes longer is cancelled (503)."
+    )
+    api_idle_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="An upload that sends nothing this long is dropped (408), as is one slower "
+        "than API_MIN_UPLOAD_KIB_PER_SECOND on average past this long; also the keep-alive.",
+    )
+    api_min_upload_kib_per_second: float = Field(
+        default=64, ge=0, description="Slowest average upload rate accepted; 0: no minimum."
+    )
+
     @field_validator("results_schema")
     @classmethod
     def _plain_identifier(cls, value: str) -> str:
@@ -143,6 +171,11 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_request_bytes(self) -> int:
+        """A whole request body at most: the file and 1 MiB for the multipart framing."""
+        return self.max_upload_bytes + 2**20
 
     @property
     def read_limits(self) -> ReadLimits:

@@ -8,6 +8,7 @@ import psycopg
 from dagster import DagsterInstance
 
 from granula_pipeline.defs.resources import GranulaResource
+from granula_pipeline.lib.load.tables import ROW_COLUMN
 from granula_pipeline.lib.model import FileRecord
 from granula_pipeline.runs import ingest
 from granula_pipeline.settings import Settings
@@ -34,12 +35,15 @@ def chunks(db: psycopg.Connection, record: FileRecord) -> list[tuple]:
 
 
 def column_types(db: psycopg.Connection, record: FileRecord) -> dict[str, str]:
+    """The table's data and lineage columns with their types; not the row-order column that
+    results are paged by (ROW_COLUMN), the same in every table."""
     schema, table = (record.table_name or "").split(".")
     return dict(
         db.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
-            (schema, table),
+            "WHERE table_schema = %s AND table_name = %s AND column_name <> %s "
+            "ORDER BY ordinal_position",
+            (schema, table, ROW_COLUMN),
         ).fetchall()
     )
 

@@ -77,6 +77,7 @@ def test_symlink_out_of_the_inbox_is_refused(instance, granula, settings, tmp_pa
     record, _ = load(instance, granula, link)
     assert record.status == "failed"
     assert "outside the inbox" in record.error_message
+    assert str(tmp_path) not in record.error_message, "user-facing errors name no server path"
     assert outside.read_text() == "id\n1\n", "the link's target is never touched"
 
 

@@ -19,7 +19,7 @@ from dagster import DagsterInstance
 from psycopg import sql
 
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.lib.load.tables import LINEAGE_COLUMNS
+from granula_pipeline.lib.load.tables import GRANULA_COLUMNS
 from granula_pipeline.lib.model import FileRecord
 from granula_pipeline.runs import ingest
 
@@ -57,7 +57,7 @@ def table_rows(db: psycopg.Connection, record: FileRecord) -> list[tuple[int, li
             "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
             (schema, table),
         ).fetchall()
-        if name not in LINEAGE_COLUMNS
+        if name not in GRANULA_COLUMNS
     ]
     # A fresh table filled by COPY keeps its rows in insertion order: ctid orders a chunk's rows.
     query = sql.SQL("SELECT _granula_chunk_index, {} FROM {} ORDER BY _granula_chunk_index, ctid")

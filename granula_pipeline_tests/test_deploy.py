@@ -62,6 +62,9 @@ K8S_LAUNCHER_FIELDS = {
 CELERY_LAUNCHER_FIELDS = {"broker", "backend", "include", "default_queue", "config_source"}
 
 
+INIT_SQL = (REPO / "deploy/postgres/initdb/10-granula-roles.sh").read_text()
+
+
 def read_yaml(relative: str) -> dict[str, Any]:
     return yaml.safe_load((REPO / relative).read_text())
 
@@ -197,13 +200,66 @@ def test_postgres_is_persistent_healthchecked_and_matches_database_url(compose, 
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
 
     url = make_url(services["granula"]["environment"]["DATABASE_URL"])
-    env = postgres["environment"]
     assert (url.host, url.port) == ("postgres", 5432)
     assert (url.username, url.password, url.database) == (
-        env["POSTGRES_USER"],
-        env["POSTGRES_PASSWORD"],
-        env["POSTGRES_DB"],
+        "granula",
+        "${GRANULA_DB_PASSWORD}",
+        "granula",
     )
+    assert url.username != postgres["environment"]["POSTGRES_USER"], "not the superuser"
+    # The role and its database are made by the init script the postgres image runs.
+    assert bind_mounts(postgres)["/docker-entrypoint-initdb.d"] == "./deploy/postgres/initdb"
+    assert "CREATE DATABASE granula OWNER granula;" in INIT_SQL
+    assert "CREATE ROLE granula LOGIN NOSUPERUSER" in INIT_SQL
+
+
+def strings(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """Every (key, string value) in a parsed YAML tree, list items keyed by their list's key."""
+    if isinstance(node, dict):
+        for inner_key, value in node.items():
+            yield from strings(value, str(inner_key))
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item, key)
+    elif isinstance(node, str):
+        yield key, node
+
+
+def test_the_dagster_ui_is_published_on_loopback_only(services):
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+    assert services["webserver"]["ports"] == ["127.0.0.1:${GRANULA_UI_PORT:-3000}:3000"]
+
+
+def test_no_password_is_written_in_the_compose_file(compose):
+    seen = 0
+    for key, value in strings(compose):
+        if "PASSWORD" in key.upper():
+            assert value.startswith("${") and ":?" in value, f"{key} should come from .env"
+            seen += 1
+        if value.startswith("postgresql"):
+            password = make_url(value).password
+            assert password is None or re.fullmatch(r"\$\{[A-Z_]+\}", str(password)), value
+    assert seen == 3
+    assert "granula:granula" not in (REPO / "docker-compose.yml").read_text()
+
+
+def test_secrets_come_from_an_env_file_that_is_not_committed(compose):
+    referenced = set(re.findall(r"\$\{([A-Z_]+):\?", (REPO / "docker-compose.yml").read_text()))
+    example = (REPO / ".env.example").read_text()
+    listed = {line.split("=", 1)[0] for line in example.splitlines() if re.match(r"[A-Z_]+=", line)}
+    assert referenced == {"POSTGRES_PASSWORD", "GRANULA_DB_PASSWORD", "DAGSTER_DB_PASSWORD"}
+    assert referenced <= listed
+    assert all(line.endswith("=") for line in example.splitlines() if re.match(r"[A-Z_]+=", line))
+    assert ".env" in (REPO / ".gitignore").read_text().splitlines()
+
+
+def test_the_init_script_leaves_public_no_way_into_any_database():
+    for database in ("postgres", "granula", "dagster"):
+        assert f"REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC;" in INIT_SQL
+    assert "GRANT CONNECT ON DATABASE granula TO granula_reader;" in INIT_SQL
+    assert "SUPERUSER" not in INIT_SQL.replace("NOSUPERUSER", "")
 
 
 def test_dagster_processes_start_once_their_dependencies_are_healthy(services):
@@ -259,7 +315,10 @@ def test_every_dagster_process_gets_the_variables_dagster_yaml_reads(services):
     granula = services["granula"]["environment"]
     dagster_url = make_url(granula["DAGSTER_PG_URL"])
     assert dagster_url.drivername == "postgresql+psycopg2", "dagster-postgres drives psycopg2"
-    assert dagster_url.set(drivername="postgresql") == make_url(granula["DATABASE_URL"])
+    # Dagster's storage is its own role's own database, apart from Granula's.
+    assert (dagster_url.username, dagster_url.database) == ("dagster", "dagster")
+    assert dagster_url.password == "${DAGSTER_DB_PASSWORD}"
+    assert "CREATE DATABASE dagster OWNER dagster;" in INIT_SQL
 
 
 def test_max_concurrency_defaults_to_the_settings_default(services):
@@ -357,8 +416,8 @@ def test_repo_instance_monitors_and_retries_lost_runs(repo_instance):
 
 
 def test_dagster_storage_and_control_tables_share_one_database(instance_env, tmp_path):
-    # docker-compose points DAGSTER_PG_URL and DATABASE_URL at one database: the two sets of
-    # Alembic migrations must keep to their own version tables.
+    # Without DAGSTER_PG_URL (`granula up`, a single-database setup) Dagster's storage shares
+    # DATABASE_URL's database: the two sets of Alembic migrations keep to their own version tables.
     config = read_yaml("dagster.yaml")
     with load_instance(config, tmp_path / "first") as instance:
         instance.get_runs()

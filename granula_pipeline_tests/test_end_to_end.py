@@ -15,9 +15,9 @@ def test_inbox_file_loads_typed_rows_with_lineage_and_moves_to_processed(
     assert (record.total_rows, record.loaded_rows, record.rejected_rows) == (3, 3, 0)
     rows = db.execute("SELECT * FROM datasets.orders ORDER BY id").fetchall()
     assert rows == [
-        (1, "a, b", 1.5, record.file_id, 0),
-        (2, "x\ny", 2.0, record.file_id, 0),
-        (3, None, None, record.file_id, 0),
+        (1, "a, b", 1.5, record.file_id, 0, 1),  # then _granula_row: the order copied in
+        (2, "x\ny", 2.0, record.file_id, 0, 2),
+        (3, None, None, record.file_id, 0, 3),
     ]
     assert not path.exists()
     assert (settings.processed_dir / f"{record.file_id}-orders.csv").exists()

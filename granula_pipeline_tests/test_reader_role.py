@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
 from dagster_postgres import PostgresRunStorage
+from sqlalchemy.engine import make_url
 
+from granula_pipeline.lib.db.migrate import ensure_migrated
 from granula_pipeline.runs import ingest
+from granula_pipeline.settings import Settings
 from granula_pipeline_tests.factories import write_orders
 
 pytestmark = pytest.mark.slow
@@ -53,3 +58,54 @@ def test_reader_cannot_read_dagster_storage(settings, reader):
     PostgresRunStorage.create_clean_storage(storage_url)
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         reader.execute("SELECT * FROM public.runs")
+
+
+def test_reader_cannot_create_temporary_tables(settings, reader):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        reader.execute("CREATE TEMPORARY TABLE mine (id int)")
+
+
+@pytest.fixture
+def owned_cluster(database_url):
+    """Granula as deployed: a role that is no superuser owns Granula's database and another one;
+    a BI login is a member of granula_reader. Everything is dropped afterwards."""
+    suffix = uuid.uuid4().hex[:8]
+    owner, login = f"granula_owner_{suffix}", f"bi_login_{suffix}"
+    granula_db, other_db = f"granula_owned_{suffix}", f"other_owned_{suffix}"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'granula_reader') "
+            "THEN CREATE ROLE granula_reader NOLOGIN; END IF; END $$"
+        )
+        admin.execute(f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER NOCREATEROLE')
+        admin.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE granula_reader')
+        for name in (granula_db, other_db):
+            admin.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+    base = make_url(database_url)
+    urls = {
+        (role, db): base.set(username=role, database=db).render_as_string(hide_password=False)
+        for role in (owner, login)
+        for db in (granula_db, other_db)
+    }
+    try:
+        yield owner, login, granula_db, other_db, urls
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            for name in (granula_db, other_db):
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'DROP ROLE IF EXISTS "{login}"')
+            admin.execute(f'DROP ROLE IF EXISTS "{owner}"')
+
+
+def test_migrating_as_a_plain_owner_keeps_the_reader_to_granulas_database(owned_cluster):
+    owner, login, granula_db, other_db, urls = owned_cluster
+    ensure_migrated(Settings(database_url=urls[owner, granula_db]))
+
+    with psycopg.connect(urls[login, granula_db], autocommit=True) as bi:
+        assert bi.execute("SELECT count(*) FROM granula.file_status").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            bi.execute("CREATE TEMPORARY TABLE mine (id int)")
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        psycopg.connect(urls[login, other_db]).close()
+    # The owner itself keeps what it owns.
+    psycopg.connect(urls[owner, other_db]).close()

@@ -7,7 +7,7 @@ import unicodedata
 import pytest
 from psycopg import sql
 
-from granula_pipeline.lib.load.tables import widened_type
+from granula_pipeline.lib.load.tables import ROW_COLUMN, widened_type
 from granula_pipeline.runs import ingest
 
 pytestmark = pytest.mark.slow
@@ -23,8 +23,8 @@ def load(instance, granula, settings, name: str, text: str, dataset: str):
 def column_types(db, table: str) -> dict[str, str]:
     rows = db.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'datasets' AND table_name = %s",
-        (table,),
+        "WHERE table_schema = 'datasets' AND table_name = %s AND column_name <> %s",
+        (table, ROW_COLUMN),
     ).fetchall()
     return dict(rows)
 

@@ -6,6 +6,7 @@ import math
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,7 +22,10 @@ class Problem(BaseModel):
 
 
 class Uploaded(BaseModel):
-    file_id: int = Field(description="Ask `/status/{file_id}` and `/results/{file_id}` with it.")
+    file_id: int = Field(description="Granula's internal id (`granula status` takes it).")
+    public_id: UUID | None = Field(
+        description="The id to hand out: ask `/status/{id}` and `/results/{id}` with it."
+    )
     filename: str = Field(description="The name the file got in the inbox.")
     status: str = Field(description="`queued` until a run starts loading it.")
     priority: int = Field(ge=0, le=10)
@@ -31,6 +35,7 @@ class Uploaded(BaseModel):
     def of(cls, record: FileRecord) -> Uploaded:
         return cls(
             file_id=record.file_id,
+            public_id=record.public_id,
             filename=record.filename,
             status=record.status,
             priority=record.priority,
@@ -40,6 +45,7 @@ class Uploaded(BaseModel):
 
 class FileStatus(BaseModel):
     file_id: int
+    public_id: UUID | None
     filename: str
     status: str = Field(
         description="queued, processing, completed, completed_with_errors or failed."
@@ -70,7 +76,10 @@ class ResultsPage(BaseModel):
     items: list[ResultRow]
     total: int = Field(description="Rows loaded from the file, all pages together.")
     limit: int
-    offset: int
+    offset: int = Field(description="Rows before this page.")
+    next: str | None = Field(
+        default=None, description="Pass as `after` for the page after this one; null at the end."
+    )
 
 
 def json_value(value: Any) -> JsonValue:

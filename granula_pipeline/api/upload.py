@@ -12,13 +12,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import anyio
 from anyio import to_thread
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from granula_pipeline.lib.errors import BadInputError
 
 FILE_FIELD = "file"
+MAX_BOUNDARY = 70  # RFC 2046
+MAX_PARTS = 16
+
+
+class UploadTooLarge(BadInputError):
+    """The file passed MAX_UPLOAD_MB: answered 413."""
+
+
+class UploadTooSlow(Exception):
+    """The client sent nothing for too long, or too slowly on average: answered 408."""
 
 
 class UploadMissing(Exception):
@@ -62,6 +73,7 @@ class UploadReceiver:
         self._staging: Path | None = None
         self._destination: Path | None = None
         self._size = 0
+        self._parts = 0
         self._complete = False
 
     async def receive(self, content_type: str, body: AsyncIterator[bytes]) -> StagedUpload:
@@ -69,6 +81,10 @@ class UploadReceiver:
         kind, params = parse_options_header(content_type)
         if kind != b"multipart/form-data" or b"boundary" not in params:
             raise UploadMissing
+        if not 0 < len(params[b"boundary"]) <= MAX_BOUNDARY:
+            raise BadInputError(
+                f"the multipart boundary must be 1 to {MAX_BOUNDARY} characters (RFC 2046)"
+            )
         parser = MultipartParser(
             params[b"boundary"],
             {
@@ -88,7 +104,7 @@ class UploadReceiver:
             parser.finalize()
             await self._flush()
             return self._result()
-        except MultipartParseError as exc:
+        except FormParserError as exc:
             self._discard()
             raise BadInputError(f"the multipart body is malformed: {exc}") from exc
         except BaseException:
@@ -113,6 +129,9 @@ class UploadReceiver:
             await to_thread.run_sync(self._target.write, data)
 
     def _on_part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise BadInputError(f"the body has over {MAX_PARTS} parts; send the file alone")
         self._part = _Part()
 
     def _on_header_field(self, data: bytes, start: int, end: int) -> None:
@@ -142,7 +161,7 @@ class UploadReceiver:
             return
         self._size += end - start
         if self._size > self._max_bytes:
-            raise BadInputError(
+            raise UploadTooLarge(
                 f"the file is over MAX_UPLOAD_MB={self._max_mb} MiB; split it or ask for a "
                 "higher limit"
             )
@@ -162,3 +181,29 @@ class UploadReceiver:
         self._close()
         if self._staging is not None:
             self._staging.unlink(missing_ok=True)
+
+
+async def paced(
+    body: AsyncIterator[bytes], *, idle_seconds: float, min_bytes_per_second: float
+) -> AsyncIterator[bytes]:
+    """`body`, dropped (UploadTooSlow) when nothing comes for `idle_seconds`, or when, that long
+    after it began, it has come slower than `min_bytes_per_second` on average."""
+    started = anyio.current_time()
+    received = 0
+    iterator = aiter(body)
+    while True:
+        try:
+            with anyio.fail_after(idle_seconds):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            raise UploadTooSlow(f"nothing came for {idle_seconds:g} s") from exc
+        received += len(chunk)
+        elapsed = anyio.current_time() - started
+        if elapsed > idle_seconds and received < min_bytes_per_second * elapsed:
+            raise UploadTooSlow(
+                f"it came at {received / elapsed / 1024:.1f} KiB/s, under "
+                f"API_MIN_UPLOAD_KIB_PER_SECOND={min_bytes_per_second / 1024:g}"
+            )
+        yield chunk

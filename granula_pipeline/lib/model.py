@@ -11,6 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from uuid import UUID
 
 import polars as pl
 
@@ -248,6 +249,8 @@ class FileRecord:
     st_size: int | None = None
     st_mtime_ns: int | None = None
     st_ctime_ns: int | None = None
+    # The unguessable id the API hands out (migration 0008); the int file_id stays internal.
+    public_id: UUID | None = None
     # Computed by the `granula.file_status` view, the one place that says how.
     progress_percent: float = 0.0
     duration_seconds: float | None = None

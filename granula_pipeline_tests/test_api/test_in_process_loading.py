@@ -17,7 +17,9 @@ def test_an_upload_is_loaded_in_the_background_and_leaves_the_inbox(
     def on_upload(record):
         loads.append(loader(record))
 
-    with TestClient(create_app(settings, on_upload=on_upload)) as client:
+    with TestClient(
+        create_app(settings, on_upload=on_upload), base_url="http://127.0.0.1"
+    ) as client:
         uploaded = client.post(
             "/api/v1/upload",
             params={"priority": 6},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
@@ -28,6 +29,7 @@ def test_the_docs_and_the_schema_describe_the_three_endpoints(client):
     assert {"200", "404"} <= status["responses"].keys()
     assert set(spec["components"]["schemas"]["FileStatus"]["properties"]) == {
         "file_id",
+        "public_id",
         "filename",
         "status",
         "total_chunks",
@@ -37,13 +39,23 @@ def test_the_docs_and_the_schema_describe_the_three_endpoints(client):
         "error_message",
     }
     results = spec["paths"]["/api/v1/results/{file_id}"]["get"]
-    assert {p["name"] for p in results["parameters"]} == {"file_id", "limit", "offset"}
+    assert {p["name"] for p in results["parameters"]} == {"file_id", "limit", "offset", "after"}
     assert set(spec["components"]["schemas"]["ResultsPage"]["properties"]) == {
         "items",
         "total",
         "limit",
         "offset",
+        "next",
     }
+    assert spec["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A token from `granula keys create` (granula_<key_id>_<secret>).",
+    }
+    for operation in (upload, status, results):
+        assert operation["security"] == [{"ApiKey": []}]
+        assert {"401", "403"} <= operation["responses"].keys()
+    assert "413" in upload["responses"]
 
 
 # The schema does not depend on the settings: read it once, at collection, from a bare app.
@@ -52,7 +64,10 @@ schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
 
 @pytest.fixture
 def small_app(settings):
-    return create_app(settings.model_copy(update={"max_upload_mb": 1}))
+    """The app with its lifespan entered (migrated, its pool open) for the calls of the test."""
+    app = create_app(settings.model_copy(update={"max_upload_mb": 1}))
+    with TestClient(app, base_url="http://127.0.0.1"):
+        yield app
 
 
 @schema.parametrize()
@@ -60,5 +75,6 @@ def small_app(settings):
     max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
 )
 def test_no_generated_request_gets_a_server_error(case, small_app):
-    response = case.call(app=small_app)
+    response = case.call(app=small_app, headers={"Host": "127.0.0.1"})
+    assert response.text != "Invalid host header"
     case.validate_response(response, checks=[not_a_server_error])

@@ -26,13 +26,16 @@ def load_upload(memory_instance, granula, settings, response):
 
 
 def test_status_of_an_uploaded_file_says_queued(client, upload):
-    file_id = upload("waiting.csv", b"id\n1\n", priority=4).json()["file_id"]
+    uploaded = upload("waiting.csv", b"id\n1\n", priority=4).json()
+    file_id, public_id = uploaded["file_id"], uploaded["public_id"]
 
-    response = client.get(f"/api/v1/status/{file_id}")
+    response = client.get(f"/api/v1/status/{public_id}")
 
     assert response.status_code == 200
+    assert client.get(f"/api/v1/status/{file_id}").json() == response.json()
     assert response.json() == {
         "file_id": file_id,
+        "public_id": public_id,
         "filename": "waiting.csv",
         "status": "queued",
         "total_chunks": None,
@@ -56,7 +59,13 @@ def test_results_of_a_file_not_loaded_yet_are_empty(client, upload):
     response = client.get(f"/api/v1/results/{file_id}")
 
     assert response.status_code == 200
-    assert response.json() == {"items": [], "total": 0, "limit": 100, "offset": 0}
+    assert response.json() == {
+        "items": [],
+        "total": 0,
+        "limit": 100,
+        "offset": 0,
+        "next": None,
+    }
 
 
 def test_a_loaded_file_reports_completed_and_its_typed_rows_in_file_order(
@@ -69,6 +78,7 @@ def test_a_loaded_file_reports_completed_and_its_typed_rows_in_file_order(
     status = client.get(f"/api/v1/status/{file_id}").json()
     assert status == {
         "file_id": file_id,
+        "public_id": str(record.public_id),
         "filename": "typed.csv",
         "status": "completed",
         "total_chunks": 1,
@@ -134,6 +144,7 @@ def test_a_loaded_file_reports_completed_and_its_typed_rows_in_file_order(
         "total": 4,
         "limit": 100,
         "offset": 0,
+        "next": None,
     }
 
 
@@ -193,3 +204,25 @@ def test_results_of_a_file_whose_table_was_dropped_say_so_with_410(
     assert f"the table {record.table_name}" in answer.json()["detail"]
     assert "no longer exists" in answer.json()["detail"]
     assert client.get(f"/api/v1/status/{record.file_id}").status_code == 200
+
+
+def test_pages_after_a_cursor_are_the_pages_at_offsets(
+    client, upload, memory_instance, granula, settings, tmp_path
+):
+    source = write_orders(tmp_path / "cursor.csv", 250)
+    uploaded = upload("cursor.csv", source.read_bytes())
+    public_id = load_upload(memory_instance, granula, settings, uploaded).public_id
+    url = f"/api/v1/results/{public_id}"
+
+    by_offset = [client.get(url, params={"limit": 100, "offset": o}).json() for o in (0, 100, 200)]
+    by_cursor = [client.get(url, params={"limit": 100}).json()]
+    while by_cursor[-1]["next"] is not None:
+        after = by_cursor[-1]["next"]
+        by_cursor.append(client.get(url, params={"limit": 100, "after": after}).json())
+
+    assert [page["items"] for page in by_cursor] == [page["items"] for page in by_offset]
+    assert [page["offset"] for page in by_cursor] == [0, 100, 200]
+    assert by_offset[-1]["next"] is None and len(by_offset[-1]["items"]) == 50
+    tampered = client.get(url, params={"after": "1;DROP"})
+    assert tampered.status_code == 422
+    assert "next" in tampered.json()["detail"]

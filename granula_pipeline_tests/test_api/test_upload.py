@@ -110,10 +110,10 @@ def test_a_file_over_max_upload_mb_is_refused_and_nothing_is_left(settings, db):
     small = settings.model_copy(update={"max_upload_mb": 1})
     content = b"id,name\n" + b"1,abcdefghijklmnopqrstuvwxyz\n" * 56_000  # 1.5 MiB
     assert 1.5 * 2**20 <= len(content) < 1.6 * 2**20
-    with TestClient(create_app(small)) as client:
+    with TestClient(create_app(small), base_url="http://127.0.0.1") as client:
         response = client.post("/api/v1/upload", files={"file": ("big.csv", content, "text/csv")})
 
-    assert response.status_code == 400
+    assert response.status_code == 413
     detail = response.json()["detail"]
     assert "MAX_UPLOAD_MB=1" in detail
     assert files_under(settings.data_dir) == []
@@ -143,8 +143,12 @@ def test_reading_stops_as_soon_as_the_limit_is_passed(settings):
         yield b"\r\n--b0undary--\r\n"
 
     async def post() -> httpx.Response:
-        transport = httpx.ASGITransport(app=create_app(small))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        app = create_app(small)
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c,
+        ):
             return await c.post(
                 "/api/v1/upload",
                 content=body(),
@@ -153,7 +157,7 @@ def test_reading_stops_as_soon_as_the_limit_is_passed(settings):
 
     response = asyncio.run(post())
 
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert "MAX_UPLOAD_MB=1" in response.json()["detail"]
     assert sent <= 2 * 2**20
     assert files_under(settings.data_dir) == []

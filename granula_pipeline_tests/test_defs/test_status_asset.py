@@ -47,7 +47,11 @@ def test_loaded_file_materializes_with_standard_metadata_and_passing_checks(
     assert metadata["dagster/table_name"].value.endswith(".datasets.shown")
     columns = [(c.name, c.type) for c in metadata["dagster/column_schema"].value.columns]
     assert columns[:3] == [("id", "bigint"), ("name", "text"), ("value", "double precision")]
-    assert columns[3:] == [("_granula_file_id", "bigint"), ("_granula_chunk_index", "integer")]
+    assert columns[3:] == [
+        ("_granula_file_id", "bigint"),
+        ("_granula_chunk_index", "integer"),
+        ("_granula_row", "bigint"),
+    ]
     assert "name 1, with comma" in metadata["preview"].value
     assert metadata["rejected_preview"].value == "No rejected rows."
     assert metadata["source_rows"].value == metadata["loaded_rows"].value == 40

@@ -17,7 +17,7 @@ from granula_pipeline.lib.errors import BadInputError
 
 PG_IDENTIFIER_MAX_BYTES = 63
 PG_MAX_COLUMNS = 1600
-LINEAGE_COLUMN_COUNT = 2  # _granula_file_id and _granula_chunk_index, see load/tables.py
+LINEAGE_COLUMN_COUNT = 3  # _granula_file_id, _granula_chunk_index, _granula_row: load/tables.py
 MAX_DATA_COLUMNS = PG_MAX_COLUMNS - LINEAGE_COLUMN_COUNT
 # PostgreSQL refuses a user column of these names.
 SYSTEM_COLUMNS = frozenset({"tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"})

@@ -14,7 +14,8 @@ class LinkOutside(BadInputError):
 
     def __init__(self, target: Path):
         super().__init__(
-            f"this is a symbolic link to {target}, outside the inbox; copy the file itself in"
+            f"this is a symbolic link to {target.name!r}, outside the inbox; copy the file "
+            "itself in"
         )
         self.target = target
 
@@ -25,7 +26,9 @@ def check_admissible(
     """Refuse a file that is gone, too large, of a type not allowed, or a link out of the inbox."""
     readable_path(path, [inbox])
     if not path.is_file():
-        raise BadInputError(f"the file {path} is gone or is not a regular file; was it moved?")
+        raise BadInputError(
+            f"the file {shown(path, [inbox])} is gone or is not a regular file; was it moved?"
+        )
     guessed = content_type(path)[0]
     if guessed not in content_types:
         raise BadInputError(
@@ -67,6 +70,16 @@ def check_single_name(path: Path, links: int, folders: Sequence[Path]) -> None:
         raise BadInputError(
             f"this is a hard link to a file elsewhere ({links} links); copy the file itself in"
         )
+
+
+def shown(path: Path, folders: Sequence[Path]) -> str:
+    """`path` as error messages name it: `inbox/...` (or `failed/...`) inside one of `folders`,
+    else its name alone; never the server's absolute path."""
+    for folder in folders:
+        for root in (folder.absolute(), folder.resolve()):
+            if path.absolute().is_relative_to(root):
+                return (Path(folder.name) / path.absolute().relative_to(root)).as_posix()
+    return path.name
 
 
 def _inside(path: Path, folders: Sequence[Path]) -> bool:

@@ -157,7 +157,9 @@ def _prepare(
                 settings.read_limits,
             )
         )
-        check_unchanged(opened.identity, opened.identity_now(), path, file_id=record.file_id)
+        check_unchanged(
+            opened.identity, opened.identity_now(), path, file_id=record.file_id, folders=ours
+        )
     plan = survey.plan
     if plan is not None and not allow_duplicate:
         original = control.loaded_copy(conn, record, plan.content_hash)
@@ -260,7 +262,7 @@ def _still_here(settings: Settings, record: FileRecord) -> bool:
         return False
     if not planned.same_file(now):
         return False
-    check_unchanged(planned, now, path, file_id=record.file_id)
+    check_unchanged(planned, now, path, file_id=record.file_id, folders=folders(settings))
     return True
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.source import NotRegularFile, OpenedFile, open_file
-from granula_pipeline.lib.inbox.admission import LinkOutside, readable_path
+from granula_pipeline.lib.inbox.admission import LinkOutside, readable_path, shown
 from granula_pipeline.lib.model import FileIdentity
 
 
@@ -30,14 +30,14 @@ def open_current(path: Path, folders: Sequence[Path], *, file_id: int) -> Iterat
         try:
             opened = stack.enter_context(open_file(readable_path(path, folders)))
         except (LinkOutside, NotRegularFile, OSError) as exc:
-            gone = _not_openable(exc, path, file_id)
+            gone = _not_openable(exc, shown(path, folders), file_id)
             if gone is None:
                 raise
             raise gone from exc
         yield opened
 
 
-def _not_openable(exc: Exception, path: Path, file_id: int) -> FileChangedError | None:
+def _not_openable(exc: Exception, path: str, file_id: int) -> FileChangedError | None:
     """What it means that the planned file cannot be opened: it went, or its name was taken."""
     if isinstance(exc, FileNotFoundError):
         return FileChangedError(
@@ -45,7 +45,9 @@ def _not_openable(exc: Exception, path: Path, file_id: int) -> FileChangedError 
             "it was not loaded; drop it into the inbox again"
         )
     if isinstance(exc, LinkOutside):
-        return changed(f"it is now a symbolic link to {exc.target}, outside the inbox", file_id)
+        return changed(
+            f"it is now a symbolic link to {exc.target.name!r}, outside the inbox", file_id
+        )
     if isinstance(exc, NotRegularFile):
         return changed(f"{path} is now another file, not a regular one", file_id)
     if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
@@ -64,19 +66,24 @@ def open_planned(
     without its identity recorded (by an older Granula) is read as it is.
     """
     with open_current(path, folders, file_id=file_id) as opened:
-        check_unchanged(planned, opened.identity, path, file_id=file_id)
+        check_unchanged(planned, opened.identity, path, file_id=file_id, folders=folders)
         yield opened.path
-        check_unchanged(planned, opened.identity_now(), path, file_id=file_id)
+        check_unchanged(planned, opened.identity_now(), path, file_id=file_id, folders=folders)
 
 
 def check_unchanged(
-    planned: FileIdentity | None, now: FileIdentity, path: Path, *, file_id: int
+    planned: FileIdentity | None,
+    now: FileIdentity,
+    path: Path,
+    *,
+    file_id: int,
+    folders: Sequence[Path] = (),
 ) -> None:
     """Raise FileChangedError, saying what changed, unless `now` is the file `planned`."""
     if planned is None or now == planned:
         return
     if not planned.same_file(now):
-        what = f"{path} is now another file"
+        what = f"{shown(path, folders)} is now another file"
     elif now.size != planned.size:
         what = f"size {planned.size:,} -> {now.size:,} bytes, modified at {_at(now.mtime_ns)}"
     elif now.mtime_ns != planned.mtime_ns:

@@ -20,7 +20,10 @@ def upgrade() -> None:
     op.execute(
         """
         DO $$ BEGIN
-            CREATE ROLE granula_reader NOLOGIN;
+            -- Made beforehand where Granula's role may not create roles (deploy/postgres/).
+            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'granula_reader') THEN
+                CREATE ROLE granula_reader NOLOGIN;
+            END IF;
         EXCEPTION WHEN duplicate_object THEN NULL;
         END $$
         """

@@ -1,0 +1,1 @@
+"""Who may use the API: the keys the operator made, their scopes and datasets."""
