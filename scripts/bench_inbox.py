@@ -223,6 +223,21 @@ def _stage_marks(url: str, dropped: dict[str, float]) -> list[tuple]:
         ).fetchall()
 
 
+def sensor_ticks(url: str) -> dict[str, float]:
+    """How long the inbox sensor's ticks took (Dagster's tick records: created -> updated)."""
+    with psycopg.connect(url) as conn:
+        spans = sorted(
+            float(row[0])
+            for row in conn.execute(
+                "SELECT extract(epoch FROM update_timestamp - create_timestamp) FROM job_ticks "
+                "WHERE tick_body::json #>> '{job_name}' = 'inbox_sensor'"
+            ).fetchall()
+        )
+    if not spans:
+        return {"ticks": 0, "longest": 0.0, "p95": 0.0}
+    return {"ticks": len(spans), "longest": spans[-1], "p95": spans[int(0.95 * (len(spans) - 1))]}
+
+
 def check_exactly_once(url: str, rows_of: dict[str, int]) -> None:
     """Each file dropped is in the table once, with each of its rows once."""
     with psycopg.connect(url) as conn:
@@ -390,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
                 phases.append(mixed)
                 phases.append(_load_span("large in the mix (load)", url, large[1:], rows_of))
                 print(line(mixed), file=sys.stderr)
+            ticks = sensor_ticks(url)
             dropped = [warmup, *singles, *burst, *((mix + large) if large else [])]
             check_exactly_once(url, {p.name: rows_of[p.name] for p in dropped})
         finally:
@@ -402,6 +418,10 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for phase in phases:
         print(line(phase))
+    print(
+        f"\ninbox sensor: {ticks['ticks']} ticks, longest {ticks['longest']:.2f}s, "
+        f"p95 {ticks['p95']:.2f}s (Dagster's sensor gRPC deadline: 60 s)"
+    )
     for phase in phases:
         if phase.stages:
             print(f"\n{phase.name}: where a file's seconds went (median per file)")
@@ -409,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {stage:<52} {seconds:6.2f}")
     out = args.json or args.workdir / "bench_inbox.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps([p.summary() for p in phases], indent=2))
+    out.write_text(json.dumps({"phases": [p.summary() for p in phases], "ticks": ticks}, indent=2))
     if args.chart:
         draw_chart(phases, args.chart)
     shutil.rmtree(source, ignore_errors=True)
