@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         "every 5 s at most, so 1 means: at every turn of the daemon.",
     )
     batch_max_files: int = Field(
-        default=50, ge=1, description="Most files the sensor puts in one run."
+        default=100, ge=1, description="Most files the sensor puts in one run."
     )
     batch_max_mb: int = Field(
         default=64,

@@ -90,7 +90,10 @@ def inbox_sensor(context: SensorEvaluationContext, granula: GranulaResource) -> 
     requests: list[RunRequest] = []
     with granula.connect(autocommit=True) as conn:
         for batch in plan_batches(
-            scan.ready, max_files=settings.batch_max_files, max_bytes=settings.batch_max_bytes
+            scan.ready,
+            max_files=settings.batch_max_files,
+            max_bytes=settings.batch_max_bytes,
+            spread=settings.max_concurrency,
         ):
             if requests and time.monotonic() - started > 2 * TICK_SECONDS:
                 break  # the rest next tick, highest priority first again

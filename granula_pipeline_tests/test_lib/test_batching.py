@@ -36,6 +36,24 @@ def test_a_batch_stops_at_the_size_and_a_large_file_runs_alone():
     assert [batch.size_bytes for batch in batches] == [1000, 800, 300]
 
 
+def test_small_files_are_shared_out_evenly_over_the_run_slots():
+    ready = [found(f"{i:02d}.csv") for i in range(25)]
+    batches = plan_batches(ready, max_files=50, max_bytes=10_000, spread=2)
+    assert [len(batch.files) for batch in batches] == [13, 12]
+    assert [f.relative_path for b in batches for f in b.files] == [f.relative_path for f in ready]
+    assert [len(b.files) for b in plan_batches(ready, max_files=10, max_bytes=10**4, spread=2)] == [
+        9,
+        9,
+        7,
+    ]
+
+
+def test_a_few_files_are_not_spread_over_runs():
+    ready = [found(f"{i:02d}.csv") for i in range(19)]
+    batches = plan_batches(ready, max_files=50, max_bytes=10_000, spread=2)
+    assert [len(batch.files) for batch in batches] == [19]
+
+
 def test_a_batch_never_mixes_priorities_and_higher_ones_come_first():
     ready = [
         found("p9-a", priority=9),

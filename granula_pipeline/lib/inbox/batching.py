@@ -8,12 +8,17 @@ one huge file never holds small ones back.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from granula_pipeline.lib.inbox.scan import InboxFile
 from granula_pipeline.lib.model import ChunkPlan
+
+# A run starts in 3-5 s (a new process, imports, the code location): about what loading ten
+# small files costs. Fewer files are not worth a run slot of their own.
+SPREAD_MIN_FILES = 10
 
 
 @dataclass(frozen=True)
@@ -33,32 +38,38 @@ class Batch:
         return sorted({found.dataset for found in self.files})
 
 
-def plan_batches(ready: Iterable[InboxFile], *, max_files: int, max_bytes: int) -> list[Batch]:
-    """Group `ready` (highest priority first, as `scan_inbox` orders them) into batches."""
+def plan_batches(
+    ready: Iterable[InboxFile], *, max_files: int, max_bytes: int, spread: int = 1
+) -> list[Batch]:
+    """Group `ready` (highest priority first, as `scan_inbox` orders them) into batches.
+
+    The small files of a priority are shared out evenly over up to `spread` batches (the runs
+    that may load at once), so every run slot works and none finishes long after the others, as
+    long as each batch keeps `SPREAD_MIN_FILES`: a run's start costs as much as loading them.
+    """
     batches: list[Batch] = []
-    current: list[InboxFile] = []
-    current_bytes = 0
-
-    def close() -> None:
-        nonlocal current, current_bytes
-        if current:
-            batches.append(Batch(tuple(current)))
-        current, current_bytes = [], 0
-
+    small: dict[int, list[InboxFile]] = {}
     for found in ready:
         if found.size_bytes >= max_bytes:
             batches.append(Batch((found,)))
-            continue
-        if current and (
-            found.priority != current[0].priority
-            or len(current) >= max_files
-            or current_bytes + found.size_bytes > max_bytes
-        ):
-            close()
-        current.append(found)
-        current_bytes += found.size_bytes
-    close()
+        else:
+            small.setdefault(found.priority, []).append(found)
+    for files in small.values():
+        count = max(math.ceil(len(files) / max_files), min(spread, len(files) // SPREAD_MIN_FILES))
+        batches.extend(_fill(files, math.ceil(len(files) / count), max_bytes))
     return sorted(batches, key=lambda batch: -batch.priority)  # stable: inbox order kept
+
+
+def _fill(files: list[InboxFile], per_batch: int, max_bytes: int) -> list[Batch]:
+    batches: list[list[InboxFile]] = [[]]
+    size = 0
+    for found in files:
+        if batches[-1] and (len(batches[-1]) >= per_batch or size + found.size_bytes > max_bytes):
+            batches.append([])
+            size = 0
+        batches[-1].append(found)
+        size += found.size_bytes
+    return [Batch(tuple(batch)) for batch in batches if batch]
 
 
 T = TypeVar("T")
