@@ -1,12 +1,41 @@
-"""A CSV file's delimiter, when its name does not say and no setting does."""
+"""A CSV file's dialect, sniffed from its start: delimiter, quote, escape and record terminator.
+
+First the cheap test: the file read as plain RFC 4180 with the delimiter of its first line gives
+records of one width (a header-and-rows table) and no sign of another dialect: then it is plain,
+and goes to COPY as bytes. Otherwise every candidate dialect parses the start of the file and is
+scored by CleverCSV's data consistency measure (van den Burg et al., 2019): the pattern score
+(rows of few distinct widths, many fields) times the type score (the share of cells that look
+like a value: a number, a date, a word, empty), and the best wins; ties go to the plainer one.
+"""
 
 from __future__ import annotations
 
 import csv
+import re
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 from granula_pipeline.lib.formats.csv.records import first_record_end
+from granula_pipeline.lib.formats.csv.tokens import records
+from granula_pipeline.lib.model import BACKSLASH, CR, CRLF, DOUBLED, LF, MIXED, NO_ESCAPE, Dialect
 
 DELIMITERS = (",", ";", "|", "\t")
+# The candidates the consistency search tries, plainest first (ties go to the earlier).
+CANDIDATE_DELIMITERS = (",", ";", "\t", "|", ", ", " ", ":")
+SNIFF_CHARS = 64 * 1024
+SNIFF_RECORDS = 200
+_VALUE = re.compile(
+    r"""^(?:
+      [-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?          # a number
+    | \d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?
+        (?:Z|[+-]\d{2}:?\d{2})?                                    # a date, a timestamp
+    | \d{1,2}:\d{2}(?::\d{2})?                                     # a time
+    | (?:https?|ftp)://\S+ | [\w.+-]+@[\w-]+\.[\w.-]+              # a URL, an e-mail
+    | [^\W_](?:[\w .\-/&()#+%@'!?:]*[\w.)%!?])?                    # words
+    )$""",
+    re.VERBOSE,
+)
 
 
 def sniff_delimiter(head: bytes) -> str:
@@ -17,3 +46,122 @@ def sniff_delimiter(head: bytes) -> str:
     fields = {d: len(next(csv.reader([line], delimiter=d), [])) for d in DELIMITERS}
     best = max(DELIMITERS, key=lambda d: fields[d])
     return best if fields[best] > 1 else ","
+
+
+def terminator(text: str) -> str:
+    """LF, CRLF, CR, or mixed (lone CRs and LFs both), as the sample's line ends say."""
+    crlf = text.count("\r\n")
+    lone_cr, lone_lf = text.count("\r") - crlf, text.count("\n") - crlf
+    if lone_cr and (lone_lf or crlf):
+        return MIXED
+    if lone_cr:
+        return CR
+    return CRLF if crlf and crlf >= lone_lf else LF
+
+
+def sniff(sample: bytes, codec: str, hints: Mapping[str, Any], first_guess: str) -> Dialect:
+    """The dialect of the file whose start is `sample`; facts in `hints` are taken as set."""
+    text = sample[:SNIFF_CHARS].decode(codec, errors="replace")
+    ends = terminator(text)
+    fixed = {key: hints[key] for key in ("delimiter", "quote", "escape") if key in hints}
+    plain = Dialect(delimiter=fixed.get("delimiter", first_guess), terminator=ends)
+    if set(fixed) >= {"delimiter", "quote", "escape"}:
+        best = Dialect(fixed["delimiter"], fixed["quote"], fixed["escape"], ends)
+    elif _consistent(plain, sample) and not _other_signs(text, plain):
+        best = plain
+    else:
+        best = _most_consistent(sample, text, ends, fixed)
+    return Dialect(
+        best.delimiter,
+        best.quote,
+        best.escape,
+        hints.get("terminator", ends),
+        int(hints.get("header_rows", 1)),
+        int(hints.get("skip_lines", 0)),
+    )
+
+
+def _widths(dialect: Dialect, sample: bytes) -> list[list[str]]:
+    rows = []
+    for record in records(memoryview(sample)[: SNIFF_CHARS * 2], dialect):
+        if not record.blank:
+            rows.append(record.fields)
+        if len(rows) >= SNIFF_RECORDS:
+            break
+    return rows
+
+
+def _consistent(dialect: Dialect, sample: bytes) -> bool:
+    rows = _widths(dialect, _whole_lines(sample))
+    return bool(rows) and len({len(row) for row in rows}) == 1
+
+
+def _whole_lines(sample: bytes) -> bytes:
+    """The sample up to its last line end: a record cut by the sample's end is no evidence."""
+    cut = max(sample.rfind(b"\n", 0, SNIFF_CHARS * 2), sample.rfind(b"\r", 0, SNIFF_CHARS * 2))
+    return sample[: cut + 1] if cut > 0 else sample
+
+
+def _other_signs(text: str, plain: Dialect) -> bool:
+    """What a consistent plain reading can still hide: a backslash-escaped quote, quotes not
+    escaped inside quotes, a space after every delimiter, records ended by CR alone."""
+    d = plain.delimiter
+    spaced = text.count(d + " ") >= max(1, text.count(d) * 0.9)
+    return plain.terminator in (CR, MIXED) or '\\"' in text or spaced or _unescaped(text, d, '"')
+
+
+def _unescaped(text: str, delimiter: str, quote: str) -> bool:
+    """A quote inside a quoted field that neither doubles another nor ends the field."""
+    d, q = re.escape(delimiter), re.escape(quote)
+    inside = re.compile(f"(?:^|{d}){q}[^{q}\\r\\n]*[^{q}{d}\\s]{q}[^{q}{d}\\r\\n]", re.M)
+    return inside.search(text) is not None
+
+
+def _most_consistent(sample: bytes, text: str, ends: str, fixed: Mapping[str, Any]) -> Dialect:
+    sample = _whole_lines(sample)
+    delimiters = [fixed["delimiter"]] if "delimiter" in fixed else _delimiters(text)
+    quotes = [fixed["quote"]] if "quote" in fixed else ['"'] + (["'"] if "'" in text else [])
+    escapes = [fixed["escape"]] if "escape" in fixed else _escapes(text)
+    best, best_score = Dialect(delimiters[0], quotes[0], escapes[0], ends), -1.0
+    for delimiter in delimiters:
+        for quote in quotes:
+            for escape in escapes:
+                candidate = Dialect(delimiter, quote, escape, ends)
+                score = consistency(_widths(candidate, sample))
+                if score > best_score + 1e-9:
+                    best, best_score = candidate, score
+    if best.escape == DOUBLED and _unescaped(text, best.delimiter[0], best.quote):
+        best = Dialect(best.delimiter, best.quote, NO_ESCAPE, ends)
+    return best
+
+
+def _delimiters(text: str) -> list[str]:
+    """The usual delimiters, then any other punctuation found on most lines of the sample."""
+    lines = [line for line in text.splitlines()[:SNIFF_RECORDS] if line.strip()]
+    counts: Counter[str] = Counter()
+    for line in lines:
+        counts.update(set(line))
+    others = [
+        char
+        for char, count in counts.most_common()
+        if count >= len(lines) / 2
+        and char.isascii()
+        and not char.isalnum()
+        and char not in "\"'\\ .-_" + "".join(CANDIDATE_DELIMITERS)
+    ]
+    return [*CANDIDATE_DELIMITERS, *others]
+
+
+def _escapes(text: str) -> list[str]:
+    return [DOUBLED, BACKSLASH] if "\\" in text else [DOUBLED]
+
+
+def consistency(rows: list[list[str]]) -> float:
+    """CleverCSV's data consistency: pattern score times type score (0 for a single column)."""
+    if not rows:
+        return 0.0
+    widths = Counter(len(row) for row in rows)
+    pattern = sum(n * (width - 1) / width for width, n in widths.items()) / len(widths)
+    cells = [cell for row in rows for cell in row]
+    typed = sum(1 for cell in cells if not cell or _VALUE.match(cell))
+    return pattern * max(typed / len(cells), 1e-6)

@@ -1,0 +1,115 @@
+"""CSV records as a dialect reads them, with where each one is: the careful way.
+
+Files that are not plain RFC 4180 (another quote character, a backslash escape, unescaped quotes
+inside quotes, a comma-and-space or space delimiter, records ended by CR alone, stray quotes) are
+planned, sampled and parsed here, by Python's csv reader fed one physical line at a time: a line
+ends at LF, CRLF or CR, so every terminator is one, and the reader stops at a record's end, so
+the byte offset just past each record is known. Lenient like the readers people use: a quote
+that does not close a field is kept as part of the cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from granula_pipeline.lib.model import BACKSLASH, NO_ESCAPE, Dialect
+
+LINE_END = re.compile(rb"\r\n|\r|\n")
+csv.field_size_limit(2**31 - 1)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record: bytes [start, end) of the data given, its first physical line, its fields,
+    and how many physical lines it spans."""
+
+    start: int
+    end: int
+    line: int
+    fields: list[str]
+    lines: int
+
+    @property
+    def blank(self) -> bool:
+        return not self.fields or (len(self.fields) == 1 and not self.fields[0].strip())
+
+
+def reader_options(dialect: Dialect) -> dict[str, Any]:
+    """The csv module's options for the dialect."""
+    spaced = dialect.delimiter in (" ", ", ") or len(dialect.delimiter) > 1
+    return {
+        "delimiter": dialect.delimiter[0],
+        "quotechar": dialect.quote,
+        "escapechar": "\\" if dialect.escape == BACKSLASH else None,
+        "doublequote": dialect.escape != BACKSLASH,
+        "skipinitialspace": spaced,
+        "strict": False,
+    }
+
+
+@lru_cache(maxsize=16)
+def _quoted_field(delimiter: str, quote: str) -> re.Pattern[str]:
+    """A quoted field on one line when quotes inside it are not escaped: from a quote opening a
+    field to the first quote that ends one."""
+    d, q = re.escape(delimiter), re.escape(quote)
+    return re.compile(f"(?:(?<=^)|(?<={d})) *{q}(.*?){q}(?= *(?:{d}|[\\r\\n]*$))")
+
+
+def _escape_inner_quotes(text: str, dialect: Dialect) -> str:
+    """Unescaped quotes inside a quoted field doubled: `"say "hi" now"` read as RFC 4180."""
+    q = dialect.quote
+    lone = re.compile(f"(?<!{re.escape(q)}){re.escape(q)}(?!{re.escape(q)})")
+
+    def doubled(match: re.Match[str]) -> str:
+        return match.group(0).replace(
+            f"{q}{match.group(1)}{q}", q + lone.sub(q + q, match.group(1)) + q, 1
+        )
+
+    return _quoted_field(dialect.delimiter[0], q).sub(doubled, text)
+
+
+def physical_lines(data: bytes | memoryview, codec: str) -> Iterator[tuple[int, str]]:
+    """(offset just past the line, its text with its terminator) of each line of `data`."""
+    data = bytes(data)
+    start = 0
+    for match in LINE_END.finditer(data):
+        yield match.end(), data[start : match.end()].decode(codec, errors="surrogateescape")
+        start = match.end()
+    if start < len(data):
+        yield len(data), data[start:].decode(codec, errors="surrogateescape")
+
+
+def records(
+    data: bytes | memoryview, dialect: Dialect, codec: str = "utf-8", first_line: int = 1
+) -> Iterator[Record]:
+    """Every record of `data` (a last one may lack its terminator), blank lines included."""
+    consumed = [0, 0]  # bytes and physical lines handed to the reader so far
+
+    def lines() -> Iterator[str]:
+        for end, text in physical_lines(data, codec):
+            consumed[0], consumed[1] = end, consumed[1] + 1
+            if dialect.escape == NO_ESCAPE and dialect.quote in text:
+                text = _escape_inner_quotes(text, dialect)
+            if dialect.delimiter == " ":
+                body = text.rstrip("\r\n")
+                text = body.strip(" ") + text[len(body) :]
+            yield text
+
+    reader = csv.reader(lines(), **reader_options(dialect))
+    start, line = 0, 0
+    for fields in reader:
+        yield Record(start, consumed[0], first_line + line, fields, consumed[1] - line)
+        start, line = consumed[0], consumed[1]
+
+
+def runs_on_unclosed(raw: bytes, record: Record, dialect: Dialect) -> bool:
+    """Whether the file's last record (`raw`, its bytes) is a quoted field opened and never
+    closed: it spans lines and holds an odd number of quotes (escaped ones aside)."""
+    quote = dialect.quote.encode()
+    escaped = raw.count(b"\\" + quote) if dialect.escape == BACKSLASH else 0
+    return record.lines > 1 and (raw.count(quote) - escaped) % 2 == 1
