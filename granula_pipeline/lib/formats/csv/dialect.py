@@ -14,10 +14,11 @@ import csv
 import re
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from granula_pipeline.lib.formats.csv.records import first_record_end
-from granula_pipeline.lib.formats.csv.tokens import records
+from granula_pipeline.lib.formats.csv.tokens import records, unescaped_quotes
 from granula_pipeline.lib.model import BACKSLASH, CR, CRLF, DOUBLED, LF, MIXED, NO_ESCAPE, Dialect
 
 DELIMITERS = (",", ";", "|", "\t")
@@ -42,7 +43,7 @@ def sniff_delimiter(head: bytes) -> str:
     """The delimiter of `, ; | tab` that splits the first record into the most fields (ties go to
     the earlier, the comma first); a comma if none splits it."""
     end = first_record_end(head) or len(head)
-    line = head[:end].decode("utf-8", errors="replace")
+    line = head[:end].decode("utf-8", errors="replace").split("\r")[0]  # CR alone ends it too
     fields = {d: len(next(csv.reader([line], delimiter=d), [])) for d in DELIMITERS}
     best = max(DELIMITERS, key=lambda d: fields[d])
     return best if fields[best] > 1 else ","
@@ -111,10 +112,7 @@ def _other_signs(text: str, plain: Dialect) -> bool:
 
 
 def _unescaped(text: str, delimiter: str, quote: str) -> bool:
-    """A quote inside a quoted field that neither doubles another nor ends the field."""
-    d, q = re.escape(delimiter), re.escape(quote)
-    inside = re.compile(f"(?:^|{d}){q}[^{q}\\r\\n]*[^{q}{d}\\s]{q}[^{q}{d}\\r\\n]", re.M)
-    return inside.search(text) is not None
+    return unescaped_quotes(text[: SNIFF_CHARS // 4], delimiter, quote)
 
 
 def _most_consistent(sample: bytes, text: str, ends: str, fixed: Mapping[str, Any]) -> Dialect:
@@ -130,6 +128,8 @@ def _most_consistent(sample: bytes, text: str, ends: str, fixed: Mapping[str, An
                 score = consistency(_widths(candidate, sample))
                 if score > best_score + 1e-9:
                     best, best_score = candidate, score
+    if best.delimiter == ", " and text.count(", ") < 0.9 * text.count(","):
+        best = replace(best, delimiter=",")  # a comma and a space in a few cells, not between
     if best.escape == DOUBLED and _unescaped(text, best.delimiter[0], best.quote):
         best = Dialect(best.delimiter, best.quote, NO_ESCAPE, ends)
     return best
@@ -153,6 +153,9 @@ def _delimiters(text: str) -> list[str]:
 
 
 def _escapes(text: str) -> list[str]:
+    """Doubled quotes first, unless quotes follow backslashes in the sample."""
+    if '\\"' in text or "\\'" in text:
+        return [BACKSLASH, DOUBLED]
     return [DOUBLED, BACKSLASH] if "\\" in text else [DOUBLED]
 
 

@@ -241,6 +241,9 @@ def _refit(record: Record, width: int, dialect: Dialect) -> str:
             if len(fields) == width:
                 return f"delimited by {delimiter!r}, unlike the rows"
     if len(record.fields) == width - 1 and width > 2:
+        spaced = [name for name in record.fields if len(name.split()) == 2]
+        if len(spaced) == 1 and sum(1 for name in record.fields if " " in name.strip()) == 1:
+            return f"one delimiter short: {spaced[0]!r} split in two"
         return "one name short: the last column is named column_N"
     if len(record.fields) > width and not any(f.strip() for f in record.fields[width:]):
         return "trailing empty names dropped"
@@ -259,6 +262,9 @@ def _names(
     if fix.startswith("delimited"):
         delimiter = fix.split("'")[1].encode().decode("unicode_escape")
         names = next(csv.reader([dialect.delimiter.join(record.fields)], delimiter=delimiter))
+    elif fix.startswith("one delimiter short"):
+        at_name = next(i for i, name in enumerate(names) if len(name.split()) == 2)
+        names[at_name : at_name + 1] = names[at_name].split()
     elif fix.startswith("one name short"):
         names.append(f"column_{width}")
     elif fix.startswith("trailing"):

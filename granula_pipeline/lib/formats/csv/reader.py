@@ -26,6 +26,11 @@ from granula_pipeline.lib.formats.types import infer_columns, infer_record_colum
 from granula_pipeline.lib.model import ChunkPlan, Column, Dialect, FilePlan, Survey, SurveyRequest
 
 
+# A sample this small is typed from the careful parse, which leaves long records out; a larger
+# one by polars, whose speed matters there.
+CAREFUL_SAMPLE_BYTES = 1024 * 1024
+
+
 class CsvFormat:
     def survey(self, request: SurveyRequest) -> Survey:
         path, source = request.path, request.source
@@ -95,8 +100,8 @@ def _columns(
     """The columns typed from a sample of the chunks, read as the dialect says."""
     path, compression = request.path, request.source.compression
     names, source_names = layout.header.columns, layout.header.source_names
-    if dialect.copyable:
-        rows = sample(path, chunks, compression, whole_records)
+    rows = sample(path, chunks, compression, whole_records) if dialect.copyable else b""
+    if dialect.copyable and len(rows) > CAREFUL_SAMPLE_BYTES:
         if encoding != "UTF8":
             rows = rows.decode(codec, errors="replace").encode()
         try:
@@ -108,6 +113,11 @@ def _columns(
         found = list(records(data, dialect, codec))
         return data[: found[-2].end] if len(found) > 1 else b""
 
-    rows = sample(path, chunks, compression, cut)
-    fields = [r.fields for r in records(rows, dialect, codec) if not r.blank]
+    rows = rows or sample(path, chunks, compression, cut)
+    width = len(names)
+    fields = [
+        r.fields
+        for r in records(rows, dialect, codec)
+        if not r.blank and (len(r.fields) <= width or not any(r.fields[width:]))
+    ]  # a long record's values are likely shifted: no evidence of the columns' types
     return infer_record_columns(fields, names, source_names)

@@ -54,10 +54,12 @@ def reader_options(dialect: Dialect) -> dict[str, Any]:
 
 @lru_cache(maxsize=16)
 def _quoted_field(delimiter: str, quote: str) -> re.Pattern[str]:
-    """A quoted field on one line when quotes inside it are not escaped: from a quote opening a
-    field to the first quote that ends one."""
+    """A quoted field on one line, quotes inside it escaped or not: from a quote opening a field
+    to the first quote that ends one (followed by the delimiter or the line's end)."""
     d, q = re.escape(delimiter), re.escape(quote)
-    return re.compile(f"(?:(?<=^)|(?<={d})) *{q}(.*?){q}(?= *(?:{d}|[\\r\\n]*$))")
+    field_end = f" *(?:{d}|[\\r\\n]*$)"
+    inner = f"(?:{q}{q}|[^{q}]|{q}(?!{field_end}))*?"
+    return re.compile(f"(?:(?<=^)|(?<={d})) *{q}({inner}){q}(?={field_end})", re.M)
 
 
 def _escape_inner_quotes(text: str, dialect: Dialect) -> str:
@@ -71,6 +73,15 @@ def _escape_inner_quotes(text: str, dialect: Dialect) -> str:
         )
 
     return _quoted_field(dialect.delimiter[0], q).sub(doubled, text)
+
+
+def unescaped_quotes(text: str, delimiter: str, quote: str) -> bool:
+    """Whether a quoted field of `text` holds a quote neither doubled nor closing it."""
+    lone = re.compile(f"(?<!{re.escape(quote)}){re.escape(quote)}(?!{re.escape(quote)})")
+    return any(
+        lone.search(match.group(1).replace(quote * 2, ""))
+        for match in _quoted_field(delimiter, quote).finditer(text)
+    )
 
 
 def physical_lines(data: bytes | memoryview, codec: str) -> Iterator[tuple[int, str]]:
