@@ -61,7 +61,7 @@ def dialect_metadata(record: FileRecord) -> dict[str, MetadataValue]:
         + (f", header {facts['header_fix']}" if facts.get("header_fix") else "")
         + ("" if facts.get("copyable") else "; parsed record by record")
     )
-    metadata = {
+    metadata: dict[str, MetadataValue] = {
         "dialect": MetadataValue.text(described),
         "preamble": MetadataValue.text("\n".join(facts.get("preamble") or [])),
     }

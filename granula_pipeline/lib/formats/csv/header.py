@@ -94,34 +94,23 @@ def detect_layout(head: bytes, dialect: Dialect, codec: str, *, whole: bool) -> 
     if not head.strip():
         raise BadInputError("the file is empty: it has no header and no rows")
     offset = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
-    found = list(itertools.islice(records(memoryview(head)[offset:], dialect, codec), LAYOUT_RECORDS))
+    found = list(
+        itertools.islice(records(memoryview(head)[offset:], dialect, codec), LAYOUT_RECORDS)
+    )
     if not whole and len(found) > 1:
         found = found[:-1]  # the last record may be cut by the end of the head
-    if found and runs_on_unclosed(head[offset + found[-1].start :], found[-1], dialect):
-        if len(found) == 1:
-            raise BadInputError(
-                f"no complete header line in the first {HEAD_BYTES // 1024} KiB", line=1
-            )
+    if len(found) == 1 and runs_on_unclosed(head[offset:], found[0], dialect):
+        raise BadInputError(
+            f"no complete header line in the first {HEAD_BYTES // 1024} KiB", line=1
+        )
     table = _table_start(found, dialect)
     header_at, rows, fix = _header(found, table, dialect)
     names = _names(found, header_at, rows, fix, dialect)
-    names_raw = "".join(names)
-    if "\x00" in names_raw:
-        raise BadInputError("the header contains a NUL byte: this looks like a binary file", line=1)
-    if bad := UNDECODABLE.search(names_raw):
-        raise BadInputError(
-            f"the header is not {codec} (byte 0x{ord(bad.group()) - 0xDC00:02x}); "
-            "save the file as UTF-8",
-            line=found[header_at].line if rows else 1,
-        )
+    if rows:
+        _check_names(names, codec, found[header_at].line)
     data_at = header_at + rows if rows else table
-    if rows and not any(name.strip() for name in names):
-        raise BadInputError("the header line is blank", line=found[header_at].line)
-    last = found[data_at - 1] if data_at else None
-    data_offset = offset + (found[data_at].start if data_at < len(found) else last.end if last else 0)
-    first_line = found[data_at].line if data_at < len(found) else (
-        last.line + last.lines if last else 1
-    )
+    data_offset, first_line = _data_start(found, data_at)
+    data_offset += offset
     preamble = tuple(
         head[offset + r.start : offset + r.end].decode(codec, errors="replace").strip()
         for r in found[: header_at if rows else table]
@@ -139,6 +128,32 @@ def detect_layout(head: bytes, dialect: Dialect, codec: str, *, whole: bool) -> 
             second_table_line=second,
         ),
     )
+
+
+def _check_names(names: list[str], codec: str, line: int) -> None:
+    raw = "".join(names)
+    if "\x00" in raw:
+        raise BadInputError(
+            "the header contains a NUL byte: this looks like a binary file", line=line
+        )
+    if bad := UNDECODABLE.search(raw):
+        raise BadInputError(
+            f"the header is not {codec} (byte 0x{ord(bad.group()) - 0xDC00:02x}); "
+            "save the file as UTF-8",
+            line=line,
+        )
+    if not raw.strip():
+        raise BadInputError("the header line is blank", line=line)
+
+
+def _data_start(found: list[Record], data_at: int) -> tuple[int, int]:
+    """The offset and line where the table's rows start (past the end if it has none)."""
+    if data_at < len(found):
+        return found[data_at].start, found[data_at].line
+    if not data_at:
+        return 0, 1
+    last = found[data_at - 1]
+    return last.end, last.line + last.lines
 
 
 def _runs(found: list[Record]) -> list[tuple[int, int, int]]:
@@ -180,9 +195,7 @@ def _column_kinds(rows: list[Record], width: int) -> list[str]:
     """Each column's kind (number, date or text) where most of the rows' values are one."""
     kinds = []
     for position in range(width):
-        seen = Counter(
-            _kind(r.fields[position]) for r in rows if position < len(r.fields)
-        )
+        seen = Counter(_kind(r.fields[position]) for r in rows if position < len(r.fields))
         seen.pop("", None)
         total = sum(seen.values())
         kind, count = seen.most_common(1)[0] if seen else ("text", 0)
@@ -215,9 +228,9 @@ def _header(found: list[Record], table: int, dialect: Dialect) -> tuple[int, int
         return table, dialect.header_rows, ""
     first = found[table]
     typed = any(kind != "text" for kind in kinds)
-    if before is not None and (fix := _refit(before, width, dialect)):
-        if not _looks_like_names(first, kinds) and (typed or fix.startswith("delimited")):
-            return table - 1, 1, fix
+    fix = _refit(before, width, dialect) if before is not None else ""
+    if fix and not _looks_like_names(first, kinds) and (typed or fix.startswith("delimited")):
+        return table - 1, 1, fix
     if _looks_like_names(first, kinds) or not typed:
         count = 1
         following = found[table + 1 : table + MAX_HEADER_ROWS]
@@ -250,9 +263,7 @@ def _refit(record: Record, width: int, dialect: Dialect) -> str:
     return ""
 
 
-def _names(
-    found: list[Record], at: int, rows: int, fix: str, dialect: Dialect
-) -> list[str]:
+def _names(found: list[Record], at: int, rows: int, fix: str, dialect: Dialect) -> list[str]:
     if not rows:
         width = len(found[at].fields) if at < len(found) else 1
         return [f"column_{i}" for i in range(1, width + 1)]

@@ -23,8 +23,16 @@ from granula_pipeline.lib.formats.encoding import detect_encoding
 from granula_pipeline.lib.formats.sampling import plan_text, sample
 from granula_pipeline.lib.formats.source import HEAD_BYTES, read_head
 from granula_pipeline.lib.formats.types import infer_columns, infer_record_columns
-from granula_pipeline.lib.model import ChunkPlan, Column, Dialect, FilePlan, Survey, SurveyRequest
-
+from granula_pipeline.lib.model import (
+    DOUBLED,
+    NO_ESCAPE,
+    ChunkPlan,
+    Column,
+    Dialect,
+    FilePlan,
+    Survey,
+    SurveyRequest,
+)
 
 # A sample this small is typed from the careful parse, which leaves long records out; a larger
 # one by polars, whose speed matters there.
@@ -44,8 +52,9 @@ class CsvFormat:
         if dialect.copyable and has_stray_quotes(
             whole_records(head[header.data_offset :]), dialect.delimiter
         ):
-            dialect = replace(dialect, careful=True)
-        chunks, plan = [], None
+            dialect = _careful(dialect)
+        chunks: list[ChunkPlan] = []
+        plan: FilePlan | None = None
         if dialect.copyable:
             try:
                 chunks, plan = plan_text(
@@ -58,15 +67,23 @@ class CsvFormat:
             except BadInputError as exc:
                 if "never closed" not in str(exc):
                     raise
-                dialect = replace(dialect, careful=True)  # a stray quote: the careful way
+                dialect = _careful(dialect)  # a stray quote past the head: the careful way
         if not dialect.copyable:
             chunks, plan, dialect = _plan_careful(request, layout, dialect, codec)
         if not request.planned and sum(chunk.planned_rows for chunk in chunks) == 0:
-            chunks = [ChunkPlan(0, header.data_offset, header.data_offset, header.first_data_line, 0)]
+            at = header.data_offset  # no rows: one empty chunk, so the file completes
+            chunks = [ChunkPlan(0, at, at, header.first_data_line, 0)]
             plan = replace(plan, chunks=chunks) if plan else None
         columns = _columns(request, chunks, dialect, codec, encoding, layout)
         surveyed = replace(source, delimiter=dialect.delimiter, dialect=dialect)
         return Survey(encoding, chunks, plan, columns, surveyed)
+
+
+def _careful(dialect: Dialect) -> Dialect:
+    """The dialect read the careful way because of stray quotes: a quote that does not end a
+    quoted field is kept in the cell (`NO_ESCAPE` leaves doubled quotes as they are)."""
+    escape = NO_ESCAPE if dialect.escape == DOUBLED else dialect.escape
+    return replace(dialect, careful=True, escape=escape)
 
 
 def _plan_careful(
