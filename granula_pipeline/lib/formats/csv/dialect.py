@@ -93,8 +93,8 @@ def _widths(dialect: Dialect, sample: bytes) -> list[list[str]]:
 
 
 def _consistent(dialect: Dialect, sample: bytes) -> bool:
-    rows = _widths(dialect, _whole_lines(sample))
-    return bool(rows) and len({len(row) for row in rows}) == 1
+    widths = {len(row) for row in _widths(dialect, _whole_lines(sample))}
+    return len(widths) == 1 and widths.pop() >= 2  # one column: another delimiter may split it
 
 
 def _whole_lines(sample: bytes) -> bytes:

@@ -14,6 +14,7 @@ from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.records import ends_in_quote, first_record_end
 from granula_pipeline.lib.formats.csv.tokens import Record, records, runs_on_unclosed
 from granula_pipeline.lib.formats.names import column_names
+from granula_pipeline.lib.formats.types import NULL_TOKENS
 from granula_pipeline.lib.formats.source import HEAD_BYTES, read_head
 from granula_pipeline.lib.model import Dialect
 
@@ -179,12 +180,16 @@ def _table_start(found: list[Record], dialect: Dialect) -> int:
     if not runs:
         return len(found)
     wanted = min(3, max(length for _, length, _ in runs))
-    return next(start for start, length, _ in runs if length >= wanted)
+    start, _, width = next(run for run in runs if run[1] >= wanted)
+    first = next(i for i, r in enumerate(found) if not r.blank)
+    if len(found[first].fields) == width and not any(r.blank for r in found[first:start]):
+        return first  # a few ragged rows under the header are not a preamble
+    return start
 
 
 def _kind(value: str) -> str:
     value = value.strip()
-    if not value:
+    if not value or value in NULL_TOKENS:
         return ""
     if NUMBER.match(value):
         return "number"
@@ -231,7 +236,7 @@ def _header(found: list[Record], table: int, dialect: Dialect) -> tuple[int, int
     fix = _refit(before, width, dialect) if before is not None else ""
     if fix and not _looks_like_names(first, kinds) and (typed or fix.startswith("delimited")):
         return table - 1, 1, fix
-    if _looks_like_names(first, kinds) or not typed:
+    if _looks_like_names(first, kinds) or not typed or _counts_up(first):
         count = 1
         following = found[table + 1 : table + MAX_HEADER_ROWS]
         for record in following:
@@ -240,6 +245,12 @@ def _header(found: list[Record], table: int, dialect: Dialect) -> tuple[int, int
             count += 1
         return table, count, ""
     return table, 0, ""
+
+
+def _counts_up(record: Record) -> bool:
+    """Names that are consecutive whole numbers (years: 2024, 2025, 2026), as in a pivot table."""
+    numbers = [int(v) for v in (f.strip() for f in record.fields) if v.isdigit()]
+    return len(numbers) >= 2 and all(b - a == 1 for a, b in itertools.pairwise(numbers))
 
 
 def _refit(record: Record, width: int, dialect: Dialect) -> str:

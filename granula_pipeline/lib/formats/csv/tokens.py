@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.model import BACKSLASH, NO_ESCAPE, Dialect
 
 LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -58,7 +59,10 @@ def _quoted_field(delimiter: str, quote: str) -> re.Pattern[str]:
     to the first quote that ends one (followed by the delimiter or the line's end)."""
     d, q = re.escape(delimiter), re.escape(quote)
     field_end = f" *(?:{d}|[\\r\\n]*$)"
-    inner = f"(?:{q}{q}|[^{q}]|{q}(?!{field_end}))*?"
+    # A lone quote may stand before another only if that one closes the field: no two ways to
+    # read `""`, so a line with many never backtracks far.
+    lone = f"{q}(?!{q})(?!{field_end})|{q}(?={q}{field_end})"
+    inner = f"(?:{q}{q}|[^{q}]|{lone})*?"
     return re.compile(f"(?:(?<=^)|(?<={d})) *{q}({inner}){q}(?={field_end})", re.M)
 
 
@@ -113,9 +117,16 @@ def records(
 
     reader = csv.reader(lines(), **reader_options(dialect))
     start, line = 0, 0
-    for fields in reader:
-        yield Record(start, consumed[0], first_line + line, fields, consumed[1] - line)
-        start, line = consumed[0], consumed[1]
+    try:
+        for fields in reader:
+            yield Record(start, consumed[0], first_line + line, fields, consumed[1] - line)
+            start, line = consumed[0], consumed[1]
+    except csv.Error as exc:  # with strict=False, only a field over the size limit is left
+        raise BadInputError(
+            f"a field of the record at byte {start} of its chunk runs on for over 2 GiB; "
+            "check for a stray quote",
+            line=first_line + line,
+        ) from exc
 
 
 def runs_on_unclosed(raw: bytes, record: Record, dialect: Dialect) -> bool:
