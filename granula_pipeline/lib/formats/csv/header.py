@@ -14,8 +14,8 @@ from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.records import ends_in_quote, first_record_end
 from granula_pipeline.lib.formats.csv.tokens import Record, records, runs_on_unclosed
 from granula_pipeline.lib.formats.names import column_names
-from granula_pipeline.lib.formats.types import NULL_TOKENS
 from granula_pipeline.lib.formats.source import HEAD_BYTES, read_head
+from granula_pipeline.lib.formats.types import NULL_TOKENS
 from granula_pipeline.lib.model import Dialect
 
 UTF8_BOM = b"\xef\xbb\xbf"
