@@ -309,3 +309,25 @@ def test_plain_rfc_4180_records_still_go_to_copy_as_bytes(settings, db, name, me
 
     assert result.method == method
     assert result.rejected_rows == 0 and result.row_count in (50, 8)
+
+
+def test_a_retry_reads_the_file_with_the_dialect_its_plan_recorded(settings, db):
+    folder = settings.inbox / "retried"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = Path(shutil.copy(FIXTURES / "single_quotes.csv", folder / "single_quotes.csv"))
+    key = "retried/single_quotes.csv"
+    control.register_file(
+        db, partition_key=key, path=str(path), dataset="retried", priority=0, size_bytes=None
+    )
+    first = prepare_load(settings, key, "run-1")
+    assert first.target.dialect is not None and first.target.dialect.quote == "'"
+
+    # Set otherwise since: the chunks planned are read as they were planned.
+    (folder / ".granula-dialect.json").write_text('{"quote": "\\"", "delimiter": ";"}')
+    again = prepare_load(settings, key, "run-2")
+
+    assert again.target.dialect == first.target.dialect
+    assert again.chunks == first.chunks
+    result = load_chunk(settings.psycopg_conninfo, again.target, again.chunks[0])
+    assert (result.row_count, result.rejected_rows) == (8, 0)
+    assert table_rows(db, again.file) == CLEAN

@@ -1,9 +1,10 @@
-"""Read a CSV file's header and turn its names into column names a SQL user can type."""
+"""Find a CSV file's table: preamble lines before it, its header (or none) told from data by types,
+header rows joined, a header of the wrong width fixed, a second table after it; the header's names
+become column names a SQL user can type."""
 
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 import re
 from collections import Counter
@@ -11,7 +12,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from granula_pipeline.lib.errors import BadInputError
-from granula_pipeline.lib.formats.csv.records import ends_in_quote, first_record_end
 from granula_pipeline.lib.formats.csv.tokens import Record, records, runs_on_unclosed
 from granula_pipeline.lib.formats.names import column_names
 from granula_pipeline.lib.formats.source import HEAD_BYTES, read_head
@@ -19,7 +19,6 @@ from granula_pipeline.lib.formats.types import NULL_TOKENS
 from granula_pipeline.lib.model import Dialect
 
 UTF8_BOM = b"\xef\xbb\xbf"
-UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 @dataclass(frozen=True)
@@ -35,41 +34,12 @@ class Header:
 def read_header(
     path: Path, codec: str = "utf-8", *, delimiter: str = ",", compression: str | None = None
 ) -> Header:
-    """Read and check the first record of `path`; raise BadInputError if it is not a CSV header.
-
-    Offsets are in the decompressed bytes when the file is compressed.
-    """
+    """The header of `path` read as plain CSV with `delimiter` (`detect_layout` on its head);
+    raise BadInputError if it has none that can be read. Offsets are in the decompressed bytes
+    when the file is compressed."""
     head = read_head(path, compression)
-    if not head.strip():
-        raise BadInputError("the file is empty: it has no header and no rows")
-    offset = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
-    end = first_record_end(head, offset)
-    if end is None and len(head) < HEAD_BYTES and not ends_in_quote(head):
-        end = len(head)  # the file is its header alone
-    if end is None:
-        raise BadInputError(
-            f"no complete header line in the first {HEAD_BYTES // 1024} KiB", line=1
-        )
-    raw = head[offset:end]
-    if b"\x00" in raw:
-        raise BadInputError("the header contains a NUL byte: this looks like a binary file", line=1)
-    try:
-        text = raw.decode(codec)
-    except UnicodeDecodeError as exc:
-        raise BadInputError(
-            f"the header is not {codec} (byte 0x{raw[exc.start]:02x} at offset "
-            f"{offset + exc.start}); save the file as UTF-8",
-            line=1,
-        ) from exc
-    names = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
-    if not names or all(not name.strip() for name in names):
-        raise BadInputError("the header line is blank", line=1)
-    return Header(
-        source_names=names,
-        columns=column_names(names),
-        data_offset=end,
-        first_data_line=2 + raw.count(b"\n") - (1 if raw.endswith(b"\n") else 0),
-    )
+    dialect = Dialect(delimiter=delimiter)
+    return detect_layout(head, dialect, codec, whole=len(head) < HEAD_BYTES).header
 
 
 @dataclass(frozen=True)
@@ -108,7 +78,10 @@ def detect_layout(head: bytes, dialect: Dialect, codec: str, *, whole: bool) -> 
     header_at, rows, fix = _header(found, table, dialect)
     names = _names(found, header_at, rows, fix, dialect)
     if rows:
-        _check_names(names, codec, found[header_at].line)
+        start, end = offset + found[header_at].start, offset + found[header_at + rows - 1].end
+        _check_header(head[start:end], names, codec, start, found[header_at].line)
+    elif not found or all(not f.strip() for f in found[table].fields):
+        raise BadInputError("the header line is blank", line=found[table].line if found else 1)
     data_at = header_at + rows if rows else table
     data_offset, first_line = _data_start(found, data_at)
     data_offset += offset
@@ -131,19 +104,21 @@ def detect_layout(head: bytes, dialect: Dialect, codec: str, *, whole: bool) -> 
     )
 
 
-def _check_names(names: list[str], codec: str, line: int) -> None:
-    raw = "".join(names)
-    if "\x00" in raw:
+def _check_header(raw: bytes, names: list[str], codec: str, offset: int, line: int) -> None:
+    """The header's bytes (from `offset` in the file) are text in `codec`, and name something."""
+    if b"\x00" in raw:
         raise BadInputError(
             "the header contains a NUL byte: this looks like a binary file", line=line
         )
-    if bad := UNDECODABLE.search(raw):
+    try:
+        raw.decode(codec)
+    except UnicodeDecodeError as exc:
         raise BadInputError(
-            f"the header is not {codec} (byte 0x{ord(bad.group()) - 0xDC00:02x}); "
-            "save the file as UTF-8",
+            f"the header is not {codec} (byte 0x{raw[exc.start]:02x} at offset "
+            f"{offset + exc.start}); save the file as UTF-8",
             line=line,
-        )
-    if not raw.strip():
+        ) from exc
+    if not any(name.strip() for name in names):
         raise BadInputError("the header line is blank", line=line)
 
 
