@@ -38,6 +38,8 @@ def written(delimiter=",", quote='"', end="\n", escape=None) -> bytes:
         (b'a,b\n1,"x \\"y\\", z"\n2,"w"\n', (",", '"', "backslash", "LF", False)),
         (b'a,b\n1,"x "y" z"\n2,w\n', (",", '"', "none", "LF", False)),
         (b"a~b~c\n1~2~3\n4~5~6\n", ("~", '"', "doubled", "LF", True)),
+        (b"at\n2026-01-03 10:30:00\n", (",", '"', "doubled", "LF", True)),  # one column
+        (b"note\nsee you at 10:30\nfine\n", (",", '"', "doubled", "LF", True)),
     ],
 )
 def test_each_dialect_fact_is_sniffed(sample, expected):

@@ -24,6 +24,8 @@ from granula_pipeline.lib.model import BACKSLASH, CR, CRLF, DOUBLED, LF, MIXED, 
 DELIMITERS = (",", ";", "|", "\t")
 # The candidates the consistency search tries, plainest first (ties go to the earlier).
 CANDIDATE_DELIMITERS = (",", ";", "\t", "|", ", ", " ", ":")
+# The usual delimiters: believed even when the header is the odd row out (written with another).
+STRONG_DELIMITERS = (",", ";", "\t", "|", ", ")
 SNIFF_CHARS = 64 * 1024
 SNIFF_RECORDS = 200
 _VALUE = re.compile(
@@ -125,7 +127,10 @@ def _most_consistent(sample: bytes, text: str, ends: str, fixed: Mapping[str, An
         for quote in quotes:
             for escape in escapes:
                 candidate = Dialect(delimiter, quote, escape, ends)
-                score = consistency(_widths(candidate, sample))
+                rows = _widths(candidate, sample)
+                if delimiter not in STRONG_DELIMITERS and not _header_agrees(rows):
+                    continue
+                score = consistency(rows)
                 if score > best_score + 1e-9:
                     best, best_score = candidate, score
     if best.delimiter == ", " and text.count(", ") < 0.9 * text.count(","):
@@ -133,6 +138,13 @@ def _most_consistent(sample: bytes, text: str, ends: str, fixed: Mapping[str, An
     if best.escape == DOUBLED and _unescaped(text, best.delimiter[0], best.quote):
         best = Dialect(best.delimiter, best.quote, NO_ESCAPE, ends)
     return best
+
+
+def _header_agrees(rows: list[list[str]]) -> bool:
+    """Whether the first row has the most common width: what a weak delimiter (`:` of times,
+    spaces of text) must show to be believed; only the usual ones may leave an odd header."""
+    widths = Counter(len(row) for row in rows)
+    return bool(rows) and len(rows[0]) == widths.most_common(1)[0][0] > 1
 
 
 def _delimiters(text: str) -> list[str]:
