@@ -207,16 +207,20 @@ def plan_careful(
             if following and found:
                 found.pop()  # may be cut by the block's end: read again with the next block
             ends, lines_after = [], []
+            longest = limits.max_record_bytes or len(data) + 1
             for index, record in enumerate(found):
-                _check_length(record.end - record.start, record.line, limits)
-                if after_blank and not record.blank and _starts_table(found, index, names):
+                if record.end - record.start > longest:
+                    _check_length(record.end - record.start, record.line, limits)
+                blank = record.blank
+                if after_blank and not blank and _starts_table(found, index, names):
                     second, table_end = record.line, carry_start + record.start
                     break
-                after_blank = record.blank
-                if not record.blank:
+                after_blank = blank
+                if not blank:
                     ends.append(carry_start + record.end)
                     lines_after.append(record.line + record.lines)
-                last = (record, data[record.start : record.end])
+            if found:
+                last = (found[-1], data[found[-1].start : found[-1].end])
             cutter.feed(np.array(ends, dtype=np.int64), np.array(lines_after, dtype=np.int64))
             if found and second is None:
                 line = found[-1].line + found[-1].lines

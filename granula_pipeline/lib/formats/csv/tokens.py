@@ -11,21 +11,19 @@ that does not close a field is kept as part of the cell.
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.model import BACKSLASH, NO_ESCAPE, Dialect
 
-LINE_END = re.compile(rb"\r\n|\r|\n")
 csv.field_size_limit(2**31 - 1)
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One record: bytes [start, end) of the data given, its first physical line, its fields,
     and how many physical lines it spans."""
 
@@ -88,39 +86,34 @@ def unescaped_quotes(text: str, delimiter: str, quote: str) -> bool:
     )
 
 
-def physical_lines(data: bytes | memoryview, codec: str) -> Iterator[tuple[int, str]]:
-    """(offset just past the line, its text with its terminator) of each line of `data`."""
-    data = bytes(data)
-    start = 0
-    for match in LINE_END.finditer(data):
-        yield match.end(), data[start : match.end()].decode(codec, errors="surrogateescape")
-        start = match.end()
-    if start < len(data):
-        yield len(data), data[start:].decode(codec, errors="surrogateescape")
-
-
 def records(
     data: bytes | memoryview, dialect: Dialect, codec: str = "utf-8", first_line: int = 1
 ) -> Iterator[Record]:
     """Every record of `data` (a last one may lack its terminator), blank lines included."""
-    consumed = [0, 0]  # bytes and physical lines handed to the reader so far
+    # bytes.splitlines ends lines at LF, CRLF and CR only (str.splitlines would at more).
+    lines = bytes(data).splitlines(keepends=True)
+    ends = list(itertools.accumulate(map(len, lines)))
+    fed = [0]  # physical lines handed to the reader so far
+    unescaped = dialect.escape == NO_ESCAPE
+    spaces = dialect.delimiter == " "
 
-    def lines() -> Iterator[str]:
-        for end, text in physical_lines(data, codec):
-            consumed[0], consumed[1] = end, consumed[1] + 1
-            if dialect.escape == NO_ESCAPE and dialect.quote in text:
+    def feed() -> Iterator[str]:
+        for raw in lines:
+            fed[0] += 1
+            text = raw.decode(codec, errors="surrogateescape")
+            if unescaped and dialect.quote in text:
                 text = _escape_inner_quotes(text, dialect)
-            if dialect.delimiter == " ":
+            if spaces:
                 body = text.rstrip("\r\n")
                 text = body.strip(" ") + text[len(body) :]
             yield text
 
-    reader = csv.reader(lines(), **reader_options(dialect))
+    reader = csv.reader(feed(), **reader_options(dialect))
     start, line = 0, 0
     try:
         for fields in reader:
-            yield Record(start, consumed[0], first_line + line, fields, consumed[1] - line)
-            start, line = consumed[0], consumed[1]
+            yield Record(start, ends[fed[0] - 1], first_line + line, fields, fed[0] - line)
+            start, line = ends[fed[0] - 1], fed[0]
     except csv.Error as exc:  # with strict=False, only a field over the size limit is left
         raise BadInputError(
             f"a field of the record at byte {start} of its chunk runs on for over 2 GiB; "
