@@ -32,6 +32,10 @@ class BadInputError(GranulaError):
         self.column = column
 
 
+class UnclosedQuote(BadInputError):
+    """A quoted field runs on to the end of the file: by the plain record rule, a stray quote."""
+
+
 class TransientLoadError(GranulaError):
     """A failure that a later attempt may get past (connection lost, deadlock, server restart)."""
 

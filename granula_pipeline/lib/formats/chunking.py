@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.errors import BadInputError, UnclosedQuote
 from granula_pipeline.lib.formats.csv.records import NEWLINE, QUOTE, ends_outside_quotes
 from granula_pipeline.lib.formats.csv.tokens import Record, records, runs_on_unclosed
 from granula_pipeline.lib.formats.source import open_source
@@ -158,7 +158,7 @@ def plan_file(
             previous_byte = int(data[-1])
         hashed.result()
     if in_quote:
-        raise BadInputError(
+        raise UnclosedQuote(
             "a quoted field is opened but never closed; check for a stray double quote",
             line=record_line,
         )

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import polars as pl
 
-from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.errors import UnclosedQuote
 from granula_pipeline.lib.formats.chunking import plan_careful
 from granula_pipeline.lib.formats.csv.dialect import sniff
 from granula_pipeline.lib.formats.csv.header import Layout, detect_layout
@@ -64,9 +64,7 @@ class CsvFormat:
                     quoting=True,
                     empty=None,
                 )
-            except BadInputError as exc:
-                if "never closed" not in str(exc):
-                    raise
+            except UnclosedQuote:
                 dialect = _careful(dialect)  # a stray quote past the head: the careful way
         if not dialect.copyable:
             chunks, plan, dialect = _plan_careful(request, layout, dialect, codec)
