@@ -70,11 +70,12 @@ def content_type(path: Path) -> tuple[str, str | None]:
 
 
 def identify(path: Path, *, csv_delimiter: str = "", read_at: Path | None = None) -> SourceFormat:
-    """The file's format from its name; a CSV's delimiter from its header unless configured.
+    """The file's format from its name; for a CSV, the dialect facts set for it (`hints`: its
+    `.granula-dialect.json`, then `.tsv`'s tab or `csv_delimiter`) and a first guess of its
+    delimiter, which the survey's sniffer may correct unless it was set.
 
-    `.tsv` is tab-separated; `.csv` and `.txt` use `csv_delimiter` when set, else the most
-    frequent of `, ; | tab` outside quotes on the header line, read at `read_at` (the opened
-    file's `OpenedFile.path`) if given, else at `path`.
+    The guess is the most frequent of `, ; | tab` outside quotes on the first line, read at
+    `read_at` (the opened file's `OpenedFile.path`) if given, else at `path`.
     """
     guessed, encoding = content_type(path)
     kind = FORMAT_BY_CONTENT_TYPE.get(guessed)
