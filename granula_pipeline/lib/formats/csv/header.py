@@ -54,6 +54,7 @@ class Layout:
 NUMBER = re.compile(r"^[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?$")
 DATE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}(?:[ T].*)?$")
 LAYOUT_RECORDS = 500
+LAYOUT_BYTES = 128 * 1024  # read first for the layout; the whole head if it holds too few
 MAX_HEADER_ROWS = 3
 TYPED_SHARE = 0.8
 
@@ -65,9 +66,12 @@ def detect_layout(head: bytes, dialect: Dialect, codec: str, *, whole: bool) -> 
     if not head.strip():
         raise BadInputError("the file is empty: it has no header and no rows")
     offset = len(UTF8_BOM) if head.startswith(UTF8_BOM) else 0
-    found = list(
-        itertools.islice(records(memoryview(head)[offset:], dialect, codec), LAYOUT_RECORDS)
-    )
+    found = _records(head, (offset, LAYOUT_BYTES), dialect, codec)
+    if len(head) > LAYOUT_BYTES:
+        if len(found) > 2:
+            whole = False  # enough records in the head's start: the rest is not read
+        else:
+            found = _records(head, (offset, len(head)), dialect, codec)
     if not whole and len(found) > 1:
         found = found[:-1]  # the last record may be cut by the end of the head
     if len(found) == 1 and runs_on_unclosed(head[offset:], found[0], dialect):
@@ -101,6 +105,14 @@ def detect_layout(head: bytes, dialect: Dialect, codec: str, *, whole: bool) -> 
             header_fix=fix,
             second_table_line=second,
         ),
+    )
+
+
+def _records(head: bytes, span: tuple[int, int], dialect: Dialect, codec: str) -> list[Record]:
+    """The first LAYOUT_RECORDS records of bytes [start, end) of the head."""
+    start, end = span
+    return list(
+        itertools.islice(records(memoryview(head)[start:end], dialect, codec), LAYOUT_RECORDS)
     )
 
 
