@@ -34,7 +34,6 @@ def failed_copy(settings, record) -> Path:
     [
         ("empty.csv", b"", "the file is empty"),
         ("blank.csv", b"\n\n  \n", "the file is empty"),
-        ("header_only.csv", b"id,name\n", "header but no data rows"),
         ("binary.csv", b"PK\x03\x04" + bytes(range(256)) * 10, "ZIP archive"),
         ("noise.csv", bytes(range(32)) * 400, "looks binary"),
         ("utf16.csv", "id,name\n1,é\n".encode("utf-16"), "UTF-16"),
@@ -90,30 +89,34 @@ def test_bad_rows_are_quarantined_and_the_rest_loads(instance, settings, databas
     good = [f"{i},name {i},{i}.5" for i in range(340)]
     good[12] = "x12,wrong,1"  # line 14, chunk 1
     good[3] = "3,too,many,fields"  # line 5
-    good[200] = "200,short"  # line 202
+    good[200] = "200,short"  # line 202: padded with a NULL value
     path = drop(settings, "mixed.csv", ("id,name,value\n" + "\n".join(good) + "\n").encode())
     record, _ = load(instance, granula, path)
 
     assert record.status == "completed_with_errors"
-    assert (record.total_rows, record.loaded_rows, record.rejected_rows) == (340, 337, 3)
-    assert "3 rows were rejected" in record.error_message
+    assert (record.total_rows, record.loaded_rows, record.rejected_rows) == (340, 338, 2)
+    assert "2 rows were rejected" in record.error_message
     rejected = db.execute(
         "SELECT line_number, raw_text, reason FROM granula.rejected_rows WHERE file_id = %s "
         "ORDER BY line_number",
         (record.file_id,),
     ).fetchall()
-    assert [r[0] for r in rejected] == [5, 14, 202]
+    assert [r[0] for r in rejected] == [5, 14]
     assert (
         rejected[0][1] == "3,too,many,fields" and "4 fields but the header has 3" in rejected[0][2]
     )
     assert rejected[1][1] == "x12,wrong,1"
     assert "'x12' in column 'id' is not a valid bigint" in rejected[1][2]
-    assert "2 fields but the header has 3" in rejected[2][2]
+    padded = db.execute(
+        "SELECT name, value FROM datasets.mixed WHERE id = 200 AND _granula_file_id = %s",
+        (record.file_id,),
+    ).fetchone()
+    assert padded == ("short", None)
     loaded = db.execute(
         "SELECT count(*), count(DISTINCT id) FROM datasets.mixed WHERE _granula_file_id = %s",
         (record.file_id,),
     ).fetchone()
-    assert loaded == (337, 337)
+    assert loaded == (338, 338)
     assert (settings.processed_dir / f"{record.file_id}-mixed.csv").exists()
 
 

@@ -224,13 +224,15 @@ def _stage_marks(url: str, dropped: dict[str, float]) -> list[tuple]:
 
 
 def sensor_ticks(url: str) -> dict[str, float]:
-    """How long the inbox sensor's ticks took (Dagster's tick records: created -> updated)."""
+    """How long the inbox sensor's ticks took (Dagster's tick records: start -> end)."""
     with psycopg.connect(url) as conn:
         spans = sorted(
             float(row[0])
             for row in conn.execute(
-                "SELECT extract(epoch FROM update_timestamp - create_timestamp) FROM job_ticks "
-                "WHERE tick_body::json #>> '{job_name}' = 'inbox_sensor'"
+                "SELECT (tick_body::json ->> 'end_timestamp')::float "
+                "- (tick_body::json ->> 'timestamp')::float FROM job_ticks "
+                "WHERE tick_body::json ->> 'job_name' = 'inbox_sensor' "
+                "AND tick_body::json ->> 'end_timestamp' IS NOT NULL"
             ).fetchall()
         )
     if not spans:

@@ -44,7 +44,33 @@ def status_metadata(record: FileRecord) -> dict[str, MetadataValue]:
         "duration_seconds": MetadataValue.float(round(seconds, 3)),
         "rows_per_second": MetadataValue.float(rate),
         "dagster/row_count": MetadataValue.int(record.loaded_rows),
+        **dialect_metadata(record),
     }
+
+
+def dialect_metadata(record: FileRecord) -> dict[str, MetadataValue]:
+    """How a CSV file is written, as its plan read it, and the lines before its table."""
+    facts = record.dialect
+    if not facts:
+        return {}
+    header = facts.get("header_rows", 1)
+    described = (
+        f"delimiter {facts.get('delimiter')!r}, quote {facts.get('quote')!r}, "
+        f"escape {facts.get('escape')}, records end {facts.get('terminator')}, "
+        + (f"header of {header} row(s)" if header else "no header (columns column_1..N)")
+        + (f", header {facts['header_fix']}" if facts.get("header_fix") else "")
+        + ("" if facts.get("copyable") else "; parsed record by record")
+    )
+    metadata: dict[str, MetadataValue] = {
+        "dialect": MetadataValue.text(described),
+        "preamble": MetadataValue.text("\n".join(facts.get("preamble") or [])),
+    }
+    if facts.get("second_table_line"):
+        metadata["second_table"] = MetadataValue.text(
+            f"a second table starts at line {facts['second_table_line']}: not loaded; "
+            "split it into its own file"
+        )
+    return metadata
 
 
 def table_metadata(granula: GranulaResource, record: FileRecord) -> dict[str, MetadataValue]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+
+import polars as pl
 import psycopg
 
 # SQLSTATE classes and codes that a later attempt can get past, as mature loaders sort them:
@@ -29,6 +32,10 @@ class BadInputError(GranulaError):
         self.column = column
 
 
+class UnclosedQuote(BadInputError):
+    """A quoted field runs on to the end of the file: by the plain record rule, a stray quote."""
+
+
 class TransientLoadError(GranulaError):
     """A failure that a later attempt may get past (connection lost, deadlock, server restart)."""
 
@@ -50,10 +57,21 @@ def _transient_sqlstate(sqlstate: str) -> bool:
     return sqlstate in TRANSIENT_SQLSTATES or sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
 
 
+# A parser's own error reaching this far is a CSV Granula read wrong: never shown as it is.
+UNPARSED_CSV = (
+    "the file could not be read as CSV in the dialect sniffed from its start; check its "
+    "delimiter, quotes and line ends, or set them in a .granula-dialect.json beside it "
+    "(README: CSV dialects)"
+)
+
+
 def describe(exc: BaseException) -> str:
-    """An error as a person should read it: the database's own words and code, no class paths."""
+    """An error as a person should read it: the database's own words and code, no class paths;
+    a CSV parser's internal error (Python's csv module, polars) as what to do about it."""
     if isinstance(exc, GranulaError):
         return str(exc)
+    if isinstance(exc, csv.Error | pl.exceptions.PolarsError):
+        return UNPARSED_CSV
     if isinstance(exc, psycopg.Error):
         message = exc.diag.message_primary if exc.diag else None
         code = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""

@@ -18,13 +18,74 @@ import polars as pl
 CSV, NDJSON, PARQUET = "csv", "ndjson", "parquet"
 
 
+DOUBLED, BACKSLASH, NO_ESCAPE = "doubled", "backslash", "none"
+LF, CRLF, CR, MIXED = "LF", "CRLF", "CR", "mixed"
+# The facts of a CSV dialect a user may set (settings, a `.granula-dialect.json` in the folder).
+DIALECT_HINTS = ("delimiter", "quote", "escape", "terminator", "header_rows", "skip_lines")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a CSV file is written, as sniffed from its start (or set): how its fields and records
+    are delimited, where its table starts, and whether its bytes can go to COPY as they are.
+
+    `delimiter` is one character, `", "` (a comma and spaces) or `" "` (runs of spaces);
+    `escape` is how a quote is written inside a quoted field: doubled (`""`, RFC 4180), after a
+    backslash (`\\"`) or not at all (`"say "hi""`). `skip_lines` physical lines come before the
+    header (the `preamble`, kept as written), `header_rows` records form the header (0: none,
+    columns named column_1..N). `careful`: the bytes must go through the parser (a stray quote).
+    """
+
+    delimiter: str = ","
+    quote: str = '"'
+    escape: str = DOUBLED
+    terminator: str = LF
+    header_rows: int = 1
+    skip_lines: int = 0
+    preamble: tuple[str, ...] = ()
+    second_table_line: int | None = None
+    header_fix: str = ""
+    careful: bool = False
+
+    @property
+    def copyable(self) -> bool:
+        """Plain RFC 4180 records (what PostgreSQL's CSV COPY reads): the fast path."""
+        return (
+            not self.careful
+            and len(self.delimiter) == 1
+            and self.delimiter != " "
+            and (self.quote, self.escape) == ('"', DOUBLED)
+            and self.terminator in (LF, CRLF)
+            and self.second_table_line is None
+        )
+
+    def facts(self) -> dict[str, Any]:
+        """As `granula.files.dialect` stores it."""
+        facts = asdict(self)
+        facts["preamble"] = list(self.preamble)
+        facts["copyable"] = self.copyable
+        return facts
+
+    @classmethod
+    def stored(cls, facts: dict[str, Any] | None) -> Dialect | None:
+        if not facts:
+            return None
+        known = {k: v for k, v in facts.items() if k in cls.__dataclass_fields__}
+        known["preamble"] = tuple(known.get("preamble") or ())
+        return cls(**known)
+
+
 @dataclass(frozen=True)
 class SourceFormat:
-    """How a file's bytes are read: its format, its compression and, for CSV, its delimiter."""
+    """How a file's bytes are read: its format, its compression and, for CSV, its delimiter and
+    dialect. `hints` are the dialect facts set rather than sniffed (`DIALECT_HINTS`); `dialect`
+    is the whole dialect once known (a retry reads the file as its plan did)."""
 
     kind: str = CSV  # csv, ndjson or parquet
     compression: str | None = None  # gzip or None
     delimiter: str = ","
+    hints: tuple[tuple[str, Any], ...] = ()
+    dialect: Dialect | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +191,7 @@ class Survey:
     chunks: list[ChunkPlan]
     plan: FilePlan | None
     columns: list[Column]
+    source: SourceFormat | None = None  # as surveyed: a CSV's delimiter and dialect sniffed
 
 
 @dataclass(frozen=True)
@@ -147,6 +209,7 @@ class LoadTarget:
     delimiter: str = ","
     # Our folders (inbox, failed/): where the file is a link, it must lead into one of them.
     folders: tuple[str, ...] = ()
+    dialect: Dialect | None = None  # a CSV's dialect; None: plain RFC 4180
 
 
 LINE_COLUMN = "_granula_line"
@@ -243,6 +306,7 @@ class FileRecord:
     format: str = CSV
     compression: str | None = None
     delimiter: str = ","
+    dialect: dict[str, Any] | None = None  # `Dialect.facts()`, once planned (CSV)
     # The file's identity when it was planned (`FileIdentity`), None before it is planned.
     st_dev: int | None = None
     st_ino: int | None = None

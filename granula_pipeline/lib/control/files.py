@@ -5,6 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
 
 from granula_pipeline.lib.model import LOADED_STATUSES_SQL, FileIdentity, FileRecord, FileStatus
 
@@ -170,6 +171,14 @@ def refresh_file(conn: psycopg.Connection, file_id: int) -> None:
         WHERE f.file_id = %(file_id)s AND f.total_chunks IS NOT NULL
         """,
         {"file_id": file_id, **{status.name.lower(): status.value for status in FileStatus}},
+    )
+
+
+def record_dialect(conn: psycopg.Connection, file_id: int, dialect: dict[str, object]) -> None:
+    """Remember how the CSV file is written (`Dialect.facts()`), as its plan read it."""
+    conn.execute(
+        "UPDATE granula.files SET dialect = %s, updated_at = now() WHERE file_id = %s",
+        (Jsonb(dialect), file_id),
     )
 
 

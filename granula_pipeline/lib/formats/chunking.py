@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from granula_pipeline.lib.errors import BadInputError
+from granula_pipeline.lib.errors import BadInputError, UnclosedQuote
 from granula_pipeline.lib.formats.csv.records import NEWLINE, QUOTE, ends_outside_quotes
+from granula_pipeline.lib.formats.csv.tokens import Record, records, runs_on_unclosed
 from granula_pipeline.lib.formats.source import open_source
-from granula_pipeline.lib.model import ChunkPlan, FilePlan, ReadLimits
+from granula_pipeline.lib.model import ChunkPlan, Dialect, FilePlan, ReadLimits
 
 BLOCK_BYTES = 8 * 1024 * 1024
 
@@ -157,10 +158,101 @@ def plan_file(
             previous_byte = int(data[-1])
         hashed.result()
     if in_quote:
-        raise BadInputError(
+        raise UnclosedQuote(
             "a quoted field is opened but never closed; check for a stray double quote",
             line=record_line,
         )
     if pos > cutter.start:
         cutter.close(pos, cutter.rows + (previous_byte != NEWLINE), lines_before + 1)
     return FilePlan(chunks=cutter.chunks, size_bytes=pos, content_hash=digest.hexdigest())
+
+
+def plan_careful(
+    path: Path,
+    dialect: Dialect,
+    codec: str,
+    *,
+    data_offset: int,
+    first_line: int,
+    chunk_rows: int,
+    max_bytes: int,
+    names: list[str],
+    compression: str | None = None,
+    limits: ReadLimits | None = None,
+) -> tuple[FilePlan, int | None]:
+    """Plan a CSV file that is not plain RFC 4180 by parsing it in its `dialect`
+    (`formats.csv.tokens`), so chunks end where that parser's records do; blank lines are not
+    rows. The plan ends before a second table (after a blank line, the header again or records
+    of another width than `names`): its line is returned with the plan; it is not loaded.
+    """
+    limits = limits or ReadLimits()
+    cutter = _Cutter(data_offset, first_line, chunk_rows, max_bytes)
+    digest = hashlib.blake2b(digest_size=20)
+    carry, carry_start, line, pos = b"", data_offset, first_line, 0
+    second: int | None = None
+    table_end = data_offset
+    last: tuple[Record, bytes] | None = None
+    after_blank = False
+    with open_source(path, compression, limits) as source:
+        block = source.read(BLOCK_BYTES)
+        while block:
+            following = source.read(BLOCK_BYTES)
+            digest.update(block)
+            skip = max(0, data_offset - pos)
+            pos += len(block)
+            block, data = following, carry + block[skip:]
+            if second is not None or not data:
+                continue
+            found = list(records(data, dialect, codec, line))
+            if following and found:
+                found.pop()  # may be cut by the block's end: read again with the next block
+            ends, lines_after = [], []
+            longest = limits.max_record_bytes or len(data) + 1
+            for index, record in enumerate(found):
+                if record.end - record.start > longest:
+                    _check_length(record.end - record.start, record.line, limits)
+                blank = record.blank
+                if after_blank and not blank and _starts_table(found, index, names):
+                    second, table_end = record.line, carry_start + record.start
+                    break
+                after_blank = blank
+                if not blank:
+                    ends.append(carry_start + record.end)
+                    lines_after.append(record.line + record.lines)
+            if found:
+                last = (found[-1], data[found[-1].start : found[-1].end])
+            cutter.feed(np.array(ends, dtype=np.int64), np.array(lines_after, dtype=np.int64))
+            if found and second is None:
+                line = found[-1].line + found[-1].lines
+                carry_start += found[-1].end
+                carry = data[found[-1].end :]
+            else:
+                carry = data
+            _check_length(len(carry), line, limits)
+    if second is None and last is not None and runs_on_unclosed(last[1], last[0], dialect):
+        kind = "double quote" if dialect.quote == '"' else f"quote ({dialect.quote})"
+        raise BadInputError(
+            f"a quoted field is opened but never closed; check for a stray {kind}",
+            line=last[0].line,
+        )
+    end = table_end if second is not None else carry_start
+    if end > cutter.start:
+        cutter.close(end, cutter.rows, line)
+    return FilePlan(cutter.chunks, pos, digest.hexdigest()), second
+
+
+def _check_length(length: int, line: int, limits: ReadLimits) -> None:
+    if limits.max_record_bytes is not None and length > limits.max_record_bytes:
+        raise _LongestRecord(0, line, limits.max_record_bytes, True)._refused(line)
+
+
+def _starts_table(found: list[Record], index: int, names: list[str]) -> bool:
+    """Whether the record at `index`, after a blank line, starts another table: the header
+    again, or another width than the table's that the next record repeats."""
+    record = found[index]
+    if record.fields == names:
+        return True
+    following = next((r for r in found[index + 1 :] if not r.blank), None)
+    return len(record.fields) != len(names) and (
+        following is None or len(following.fields) == len(record.fields)
+    )

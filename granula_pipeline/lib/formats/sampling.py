@@ -21,10 +21,10 @@ def plan_text(
     data_offset: int,
     first_line: int,
     quoting: bool,
-    empty: BadInputError,
+    empty: BadInputError | None,
 ) -> tuple[list[ChunkPlan], FilePlan | None]:
-    """The file's chunks: those planned before if any, else a new plan (raising `empty` when it
-    holds no records)."""
+    """The file's chunks: those planned before if any, else a new plan (raising `empty`, if
+    given, when it holds no records)."""
     if request.planned:
         return request.planned, None
     plan = plan_file(
@@ -37,7 +37,7 @@ def plan_text(
         quoting=quoting,
         limits=request.limits,
     )
-    if plan.planned_rows == 0:
+    if plan.planned_rows == 0 and empty is not None:
         raise empty
     return plan.chunks, plan
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import mimetypes
 import os
 import stat
@@ -13,13 +14,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from granula_pipeline.lib.errors import BadInputError
 from granula_pipeline.lib.formats.csv.dialect import sniff_delimiter
 from granula_pipeline.lib.model import (
+    BACKSLASH,
+    CR,
+    CRLF,
     CSV,
+    DIALECT_HINTS,
+    DOUBLED,
+    LF,
+    MIXED,
     NDJSON,
+    NO_ESCAPE,
     PARQUET,
     ChunkPlan,
     FileIdentity,
@@ -61,11 +70,12 @@ def content_type(path: Path) -> tuple[str, str | None]:
 
 
 def identify(path: Path, *, csv_delimiter: str = "", read_at: Path | None = None) -> SourceFormat:
-    """The file's format from its name; a CSV's delimiter from its header unless configured.
+    """The file's format from its name; for a CSV, the dialect facts set for it (`hints`: its
+    `.granula-dialect.json`, then `.tsv`'s tab or `csv_delimiter`) and a first guess of its
+    delimiter, which the survey's sniffer may correct unless it was set.
 
-    `.tsv` is tab-separated; `.csv` and `.txt` use `csv_delimiter` when set, else the most
-    frequent of `, ; | tab` outside quotes on the header line, read at `read_at` (the opened
-    file's `OpenedFile.path`) if given, else at `path`.
+    The guess is the most frequent of `, ; | tab` outside quotes on the first line, read at
+    `read_at` (the opened file's `OpenedFile.path`) if given, else at `path`.
     """
     guessed, encoding = content_type(path)
     kind = FORMAT_BY_CONTENT_TYPE.get(guessed)
@@ -82,12 +92,66 @@ def identify(path: Path, *, csv_delimiter: str = "", read_at: Path | None = None
     compression = GZIP if encoding == GZIP else None
     if kind != CSV:
         return SourceFormat(kind)
+    hints = dialect_hints(path)
     if guessed == TSV_TYPE:
-        return SourceFormat(CSV, compression, "\t")
-    if csv_delimiter:
-        return SourceFormat(CSV, compression, csv_delimiter)
-    head = read_head(read_at or path, compression)
-    return SourceFormat(CSV, compression, sniff_delimiter(head))
+        hints["delimiter"] = "\t"
+    elif csv_delimiter and "delimiter" not in hints:
+        hints["delimiter"] = csv_delimiter
+    delimiter = hints.get("delimiter") or sniff_delimiter(read_head(read_at or path, compression))
+    return SourceFormat(CSV, compression, delimiter, tuple(sorted(hints.items())))
+
+
+# A file's dialect may be set rather than sniffed: in `.<file name>.dialect.json` beside it, or
+# for every file of its folder (its dataset) in `.granula-dialect.json`; the first found wins.
+DATASET_DIALECT = ".granula-dialect.json"
+_DELIMITER_WORDS = {"tab": "\t", "space": " ", "comma-space": ", ", "comma": ",", "semicolon": ";"}
+_HINT_VALUES: dict[str, tuple[object, ...]] = {
+    "quote": ('"', "'"),
+    "escape": (DOUBLED, BACKSLASH, NO_ESCAPE),
+    "terminator": (LF, CRLF, CR, MIXED),
+}
+
+
+def dialect_hints(path: Path) -> dict[str, Any]:
+    """The dialect facts set for the file at `path` (`DIALECT_HINTS`), checked; {} if none."""
+    for candidate in (path.parent / f".{path.name}.dialect.json", path.parent / DATASET_DIALECT):
+        try:
+            text = candidate.read_text()
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        try:
+            hints = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(
+                f"{candidate.name} is not valid JSON (line {exc.lineno}, column {exc.colno}): "
+                f"{exc.msg}; fix it or remove it"
+            ) from exc
+        return _checked(hints, candidate.name)
+    return {}
+
+
+def _checked(hints: object, name: str) -> dict[str, Any]:
+    if not isinstance(hints, dict) or set(hints) - set(DIALECT_HINTS):
+        unknown = sorted(set(hints) - set(DIALECT_HINTS)) if isinstance(hints, dict) else hints
+        raise BadInputError(
+            f"{name}: unknown dialect settings {unknown!r}; known: {', '.join(DIALECT_HINTS)}"
+        )
+    checked = dict(hints)
+    if "delimiter" in checked:
+        delimiter = _DELIMITER_WORDS.get(str(checked["delimiter"]), checked["delimiter"])
+        if not isinstance(delimiter, str) or not (len(delimiter) == 1 or delimiter == ", "):
+            raise BadInputError(
+                f"{name}: delimiter {checked['delimiter']!r} must be one character, "
+                "`tab`, `space` or `comma-space`"
+            )
+        checked["delimiter"] = delimiter
+    for key, allowed in _HINT_VALUES.items():
+        if key in checked and checked[key] not in allowed:
+            raise BadInputError(f"{name}: {key} must be one of {', '.join(map(str, allowed))}")
+    for key in ("header_rows", "skip_lines"):
+        if key in checked and (not isinstance(checked[key], int) or checked[key] < 0):
+            raise BadInputError(f"{name}: {key} must be a whole number, 0 or more")
+    return checked
 
 
 # A file opened here can be opened again by this name of its descriptor: the same file, even once

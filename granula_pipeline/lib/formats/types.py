@@ -93,3 +93,19 @@ def _temporal_type(values: pl.Series) -> str | None:
         return None
     zoned = isinstance(parsed.dtype, pl.Datetime) and parsed.dtype.time_zone is not None
     return "timestamp with time zone" if zoned else "timestamp without time zone"
+
+
+def infer_record_columns(
+    rows: list[list[str]], columns: list[str], source_names: list[str]
+) -> list[Column]:
+    """Types as `infer_columns` finds them, from records already split into fields."""
+    width = len(columns)
+    frame = pl.DataFrame(
+        [(row + [""] * width)[:width] for row in rows],
+        schema={name: pl.String for name in columns},
+        orient="row",
+    )
+    return [
+        Column(name, column_type(frame[name]), source_name)
+        for name, source_name in zip(columns, source_names, strict=True)
+    ]

@@ -83,6 +83,8 @@ def load_chunk(
             loads = [_load_records(conn, target, chunk, read)]
         else:  # the file's bytes go to COPY, in parts over several connections
             count = max(1, min(streams, chunk.byte_count // min_part_bytes))
+            if target.dialect is not None and not target.dialect.copyable:
+                count = 1  # parts are cut by the plain record rule, which this dialect breaks
             loads = _load_csv_parts(conninfo, conn, target, chunk, read, count)
         rows = sum(load.rows for load in loads)
         rejected = sum(len(load.rejected) for load in loads)
@@ -217,7 +219,8 @@ def _load_part(
     """COPY one part of a CSV chunk in `conn`'s open transaction; rows refused are quarantined."""
     _set_lineage(conn, target, chunk_index)
     rows = None
-    if not has_stray_quotes(data, target.delimiter, part.start, part.end):
+    copyable = target.dialect is None or target.dialect.copyable
+    if copyable and not has_stray_quotes(data, target.delimiter, part.start, part.end):
         rows = copy_as_is(conn, target, chunk_index, data, part.start, part.end)
     if rows is not None:
         return _PartLoad(rows, [], "copy")
@@ -227,6 +230,7 @@ def _load_part(
         part.first_line,
         target.encoding,
         target.delimiter,
+        target.dialect,
     )
     frame = normalise_nulls(parsed.frame, target.columns)
     rows, rejected = copy_checked(conn, target, part.first_line, frame, parsed.rejected)

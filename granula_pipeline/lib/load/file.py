@@ -28,6 +28,7 @@ from granula_pipeline.lib.load.identity import FileChangedError, check_unchanged
 from granula_pipeline.lib.load.tables import dataset_table, ensure_table
 from granula_pipeline.lib.model import (
     ChunkPlan,
+    Dialect,
     FileIdentity,
     FileRecord,
     FileStatus,
@@ -144,7 +145,12 @@ def _prepare(
                 control.forget_load(conn, record.file_id)
             planned = []
         if planned:  # a retry reads the file as its plan did, whatever the settings say now
-            source = SourceFormat(record.format, record.compression, record.delimiter)
+            source = SourceFormat(
+                record.format,
+                record.compression,
+                record.delimiter,
+                dialect=Dialect.stored(record.dialect),
+            )
         else:
             source = identify(path, csv_delimiter=settings.csv_delimiter, read_at=opened.path)
         survey = format_of(source.kind).survey(
@@ -160,6 +166,7 @@ def _prepare(
         check_unchanged(
             opened.identity, opened.identity_now(), path, file_id=record.file_id, folders=ours
         )
+    source = survey.source or source
     plan = survey.plan
     if plan is not None and not allow_duplicate:
         original = control.loaded_copy(conn, record, plan.content_hash)
@@ -185,6 +192,8 @@ def _prepare(
                     {"name": c.name, "type": c.pg_type, "header": c.source_name} for c in columns
                 ],
             )
+            if source.dialect is not None:
+                control.record_dialect(conn, record.file_id, source.dialect.facts())
         if plan is not None or record.identity is None:
             control.record_identity(conn, record.file_id, opened.identity)
     refreshed = control.file_by_id(conn, record.file_id)
@@ -199,6 +208,7 @@ def _prepare(
         source.compression,
         source.delimiter,
         tuple(str(folder) for folder in ours),
+        source.dialect,
     )
     return PreparedLoad(refreshed, target, survey.chunks)
 

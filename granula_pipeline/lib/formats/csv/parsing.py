@@ -1,7 +1,7 @@
 """Parse a chunk record by record when its bytes cannot go to COPY as they are.
 
 This careful way knows the line each record starts on, so every problem is reported where it is.
-A record that cannot be loaded (too many or too few fields, bytes that are not text in the file's
+A record that cannot be loaded (too many fields, bytes that are not text in the file's
 encoding, a NUL byte) is set aside with its line, raw text and reason; the rest of the chunk loads.
 Blank lines are skipped.
 """
@@ -14,8 +14,9 @@ import re
 
 import polars as pl
 
+from granula_pipeline.lib.formats.csv.tokens import records
 from granula_pipeline.lib.formats.types import NULL_TOKENS, TEXT
-from granula_pipeline.lib.model import LINE_COLUMN, Column, ParsedChunk, Rejected
+from granula_pipeline.lib.model import LINE_COLUMN, Column, Dialect, ParsedChunk, Rejected
 
 UNDECODABLE = re.compile("[\udc80-\udcff]")
 csv.field_size_limit(2**31 - 1)
@@ -45,8 +46,16 @@ def parse_chunk(
     first_line: int,
     encoding: str = "UTF8",
     delimiter: str = ",",
+    dialect: Dialect | None = None,
 ) -> ParsedChunk:
-    """Every loadable record of the chunk as text columns, with the line it starts on."""
+    """Every loadable record of the chunk as text columns, with the line it starts on.
+
+    A short record is padded with NULLs; a long one is set aside (its fields past the header's
+    have no column, and a stray delimiter has likely shifted the others), unless its extra
+    fields are all empty (a trailing delimiter): those are dropped.
+    """
+    if dialect is not None and not dialect.copyable:
+        return _parse_careful(data, columns, first_line, encoding, dialect)
     text = data.decode(python_codec(encoding), errors="surrogateescape")
     lines = _Lines(text)
     width = len(columns)
@@ -58,6 +67,7 @@ def parse_chunk(
     for record in reader:
         end = reader.line_num
         if record:
+            record = _trimmed(record, width)
             reason = _problem(record, width, columns)
             if reason:
                 rejected.append(Rejected(first_line + start, lines.between(start, end), reason))
@@ -65,21 +75,61 @@ def parse_chunk(
                 fields: list[str | None] = list(record)
                 if "" in record:
                     fields = _empty_as_null(record, lines.between(start, end), delimiter)
-                for column_values, value in zip(values, fields, strict=True):
-                    column_values.append(value)
+                _add(values, fields, width)
                 record_lines.append(first_line + start)
         start = end
-    frame = pl.DataFrame(
+    return ParsedChunk(_frame(columns, values, record_lines), rejected)
+
+
+def _parse_careful(
+    data: bytes, columns: list[Column], first_line: int, encoding: str, dialect: Dialect
+) -> ParsedChunk:
+    """`parse_chunk` for a dialect other than plain RFC 4180: empty fields are NULL."""
+    codec = python_codec(encoding)
+    width = len(columns)
+    values: list[list[str | None]] = [[] for _ in range(width)]
+    record_lines: list[int] = []
+    rejected: list[Rejected] = []
+    for found in records(data, dialect, codec, first_line):
+        if found.blank:
+            continue
+        record = _trimmed(found.fields, width)
+        reason = _problem(record, width, columns)
+        if reason:
+            raw = data[found.start : found.end].decode(codec, errors="surrogateescape")
+            rejected.append(Rejected(found.line, raw.rstrip("\r\n"), reason))
+        else:
+            _add(values, [value or None for value in record], width)
+            record_lines.append(found.line)
+    return ParsedChunk(_frame(columns, values, record_lines), rejected)
+
+
+def _trimmed(record: list[str], width: int) -> list[str]:
+    """A record without the empty fields a trailing delimiter adds past the header's width."""
+    if len(record) > width and not any(value.strip() for value in record[width:]):
+        return record[:width]
+    return record
+
+
+def _add(values: list[list[str | None]], fields: list[str | None], width: int) -> None:
+    """Append a record's fields to the columns, NULL for those a short record lacks."""
+    for position, column_values in enumerate(values):
+        column_values.append(fields[position] if position < len(fields) else None)
+
+
+def _frame(
+    columns: list[Column], values: list[list[str | None]], record_lines: list[int]
+) -> pl.DataFrame:
+    return pl.DataFrame(
         {column.name: column_values for column, column_values in zip(columns, values, strict=True)},
         schema={column.name: pl.String for column in columns},
     ).with_columns(pl.Series(LINE_COLUMN, record_lines, dtype=pl.Int64))
-    return ParsedChunk(frame, rejected)
 
 
 def _problem(record: list[str], width: int, columns: list[Column]) -> str | None:
-    if len(record) != width:
+    if len(record) > width:
         return f"this record has {len(record)} fields but the header has {width}"
-    for column, value in zip(columns, record, strict=True):
+    for column, value in zip(columns, record, strict=False):
         if "\x00" in value:
             return f"a NUL byte (0x00) in column {column.source_name!r}: binary data is not CSV"
         if bad := UNDECODABLE.search(value):
