@@ -49,6 +49,8 @@ CHROMIUM_ARGS = [
 ]
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 UPDATE_SCREENSHOTS = os.environ.get("GRANULA_UPDATE_SCREENSHOTS") == "1"
+# Also copied here when set: the catalog, a failed partition and the runs list, to compare.
+SHOTS_DIR = os.environ.get("GRANULA_SHOTS_DIR")
 STARTUP_SECONDS = 60
 UI_TIMEOUT_MS = 20_000
 CHUNK_SIZE = 10
@@ -214,6 +216,9 @@ def test_ui_shows_file_status_checks_chunk_steps_and_failures(
         if docs and UPDATE_SCREENSHOTS:
             DOCS.mkdir(exist_ok=True)
             shutil.copyfile(tmp_path / name, DOCS / name)
+        if SHOTS_DIR:
+            Path(SHOTS_DIR).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp_path / name, Path(SHOTS_DIR) / name)
 
     good, bad = loaded.good, loaded.bad
     webserver.wait_until_ready()
@@ -240,6 +245,7 @@ def test_ui_shows_file_status_checks_chunk_steps_and_failures(
     expect(page.get_by_text("Failed (1)")).to_be_visible()
     page.get_by_text(bad.partition_key).first.click()
     expect(page.get_by_text(f"Run {loaded.bad_run_id[:8]} failed")).to_be_visible()
+    screenshot("ui-failed-partition.png", docs=False)
     page.goto(f"{assets}?view=events&partition={quote(bad.partition_key, safe='')}")
     expect(page.locator("tr", has_text="completed_with_errors").first).to_be_visible()
     expect(page.get_by_text("chunk one refused").first).to_be_visible()
@@ -272,6 +278,13 @@ def test_ui_shows_file_status_checks_chunk_steps_and_failures(
     for step in CHUNK_STEPS:
         expect(page.get_by_text(step).first).to_be_visible()
     screenshot("ui-run.png")
+
+    page.goto(f"{webserver.url}/assets")
+    expect(page.get_by_text("file_status").first).to_be_visible()
+    screenshot("ui-catalog.png", docs=False)
+    page.goto(f"{webserver.url}/runs")
+    expect(page.get_by_text(loaded.good_run_id[:8]).first).to_be_visible()
+    screenshot("ui-runs.png", docs=False)
 
 
 def _show_step_logs_only(page) -> None:
