@@ -4,13 +4,11 @@ from dataclasses import dataclass
 
 import psycopg
 from dagster import (
-    AssetObservation,
     AssetSelection,
     DynamicOut,
     DynamicOutput,
     Failure,
     In,
-    MetadataValue,
     OpExecutionContext,
     Out,
     Output,
@@ -22,14 +20,10 @@ from dagster import (
     op,
 )
 
+from granula_pipeline.defs.datasets import file_loaded_events, report_file_failed
 from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.defs.status import (
-    FILE_STATUS,
-    check_evaluations,
-    status_metadata,
-    table_metadata,
-)
+from granula_pipeline.defs.status import status_metadata, table_metadata
 from granula_pipeline.lib.control import chunks as chunk_ledger
 from granula_pipeline.lib.control import files as control
 from granula_pipeline.lib.errors import BadInputError, describe, is_transient
@@ -171,17 +165,7 @@ def _observe_if_ended(
         return record  # loading, or loaded (rows rejected, maybe): record_outcome settles it
     record = settle_file(granula.settings, record.file_id)
     # Reported to the instance directly: events logged by a step that then fails are dropped.
-    metadata = {**status_metadata(record), **table_metadata(granula, record)}
-    context.instance.report_runless_asset_event(
-        AssetObservation(
-            asset_key=FILE_STATUS,
-            partition=context.partition_key,
-            description=record.error_message,
-            metadata={**metadata, "run": MetadataValue.dagster_run(context.run_id)},
-        )
-    )
-    for evaluation in check_evaluations(granula, record, context.partition_key):
-        context.instance.report_runless_asset_event(evaluation)
+    report_file_failed(context.instance, granula, record, context.partition_key, context.run_id)
     return record
 
 
@@ -224,6 +208,8 @@ def record_outcome(
         retry_if_transient(context, granula, exc)
         raise
     metadata = {**status_metadata(record), **table_metadata(granula, record)}
+    for event in file_loaded_events(granula, record, context.partition_key):
+        context.log_event(event)
     return Output(record.summary(), metadata=metadata)
 
 

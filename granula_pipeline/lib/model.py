@@ -250,12 +250,15 @@ class FileRecord:
     # Computed by the `granula.file_status` view, the one place that says how.
     progress_percent: float = 0.0
     duration_seconds: float | None = None
+    wait_seconds: float | None = None  # queued (registered) -> load started
 
     def __post_init__(self) -> None:
         self.status = FileStatus(self.status)
         self.progress_percent = float(self.progress_percent)
         if self.duration_seconds is not None:
             self.duration_seconds = float(self.duration_seconds)
+        if self.wait_seconds is not None:
+            self.wait_seconds = float(self.wait_seconds)
         if self.st_dev is not None and self.st_ino is not None:  # numeric(20) columns: Decimal
             self.st_dev, self.st_ino = int(self.st_dev), int(self.st_ino)
 
