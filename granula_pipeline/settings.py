@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +90,16 @@ class Settings(BaseSettings):
     settle_seconds: float = Field(
         default=2.0, ge=0, description="A file must be unchanged this long before it is loaded."
     )
+    dagster_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="What Dagster prints: each run's console lines and `granula up`'s services "
+        "(DEBUG: every event of every run, and each sensor tick).",
+    )
+
+    @field_validator("dagster_log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("results_schema")
     @classmethod

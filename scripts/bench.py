@@ -204,10 +204,23 @@ CHUNK_LOG = re.compile(r"chunk (\d+) \(lines \d+\+\): loaded, (\d+) rows.*? via 
 
 
 def run_granula(
-    path: Path, admin_url: str, *, extra_env: dict[str, str] | None = None, timeout: float = 600
+    path: Path,
+    admin_url: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 600,
+    instance: str = "memory",
 ) -> GranulaRun:
-    """`granula ingest path` into a fresh database; the summary, checked against the table."""
-    with fresh_database(admin_url) as url, tempfile.TemporaryDirectory() as data_dir:
+    """`granula ingest path` into a fresh database; the summary, checked against the table.
+
+    `instance`: "memory" (DAGSTER_HOME unset: an ephemeral instance) or "postgres" (a
+    DAGSTER_HOME with the repository's dagster.yaml, Dagster's storage in the same database, as
+    under `granula up`)."""
+    with (
+        fresh_database(admin_url) as url,
+        tempfile.TemporaryDirectory() as data_dir,
+        tempfile.TemporaryDirectory() as home,
+    ):
         env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
         env.update(
             DATABASE_URL=url,
@@ -217,6 +230,23 @@ def run_granula(
         )
         # Installing Granula's control tables is done once per database, not per file: untimed.
         subprocess.run([*granula_command(env), "migrate"], env=env, check=True, capture_output=True)
+        if instance == "postgres":  # Dagster's tables too, made by a first start: untimed
+            shutil.copyfile(REPO / "dagster.yaml", Path(home) / "dagster.yaml")
+            env.update(
+                DAGSTER_HOME=home,
+                DAGSTER_PG_URL=url.replace("postgresql://", "postgresql+psycopg2://", 1),
+            )
+            env.setdefault("MAX_CONCURRENCY", "2")
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "from dagster import DagsterInstance as I; I.get().dispose()",
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")  # as for COPY: earlier runs' dirty pages are not its cost
         run = run_measured([*granula_command(env), "ingest", str(path)], env, timeout)
@@ -335,6 +365,7 @@ def bench_size(
     reps: int,
     extra_env: dict[str, str],
     statistic: str,
+    instance: str = "memory",
 ) -> SizeResult:
     result = SizeResult(
         rows=size.rows,
@@ -353,7 +384,7 @@ def bench_size(
     for rep in range(reps):
         result.load_averages.append(os.getloadavg()[0])
         # Granula goes first so that COPY gets the exact column types Granula chose.
-        granula = run_granula(path, admin_url, extra_env=extra_env)
+        granula = run_granula(path, admin_url, extra_env=extra_env, instance=instance)
         result.column_types = result.column_types or granula.column_types
         result.chunks = granula.chunks
         result.granula_seconds.append(granula.seconds)
@@ -517,6 +548,13 @@ def main(argv: list[str] | None = None) -> int:
         help="which repetition the table shows (default median)",
     )
     parser.add_argument(
+        "--instance",
+        choices=["memory", "postgres"],
+        default="memory",
+        help="granula ingest's Dagster instance: in memory (no DAGSTER_HOME, the default) or "
+        "PostgreSQL storage in the loaded database, as beside `granula up`",
+    )
+    parser.add_argument(
         "--delete-files",
         action="store_true",
         help="delete each generated file after its size is measured",
@@ -546,7 +584,14 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results.append(
                     bench_size(
-                        size, path, args.admin_url, copy_url, reps, extra_env, args.statistic
+                        size,
+                        path,
+                        args.admin_url,
+                        copy_url,
+                        reps,
+                        extra_env,
+                        args.statistic,
+                        args.instance,
                     )
                 )
             except RuntimeError as exc:
