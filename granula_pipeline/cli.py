@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     results.add_argument("--offset", type=int, default=0)
     results.set_defaults(handler=_results)
 
+    inbox = commands.add_parser("inbox", help="what is in the inbox and why it has not loaded")
+    inbox.set_defaults(handler=_inbox)
+
     prune = commands.add_parser("prune", help="forget files that ended long ago")
     prune.add_argument("--older-than", required=True, help="an age: 30d, 12h, 90m")
     prune.add_argument(
@@ -235,6 +238,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
                 record,
                 found,
                 force=args.force,
+                log_level=settings.dagster_log_level,
                 run_id=run_id,
                 plans_ahead=plans_ahead,
             )
@@ -248,7 +252,12 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
 
     with _instance() as instance:
         try:
-            record, _ = retry(instance, GranulaResource.from_settings(settings), args.file_id)
+            record, _ = retry(
+                instance,
+                GranulaResource.from_settings(settings),
+                args.file_id,
+                log_level=settings.dagster_log_level,
+            )
         except LookupError as exc:
             raise CliError(str(exc)) from exc
     _emit(record.summary())
@@ -312,6 +321,18 @@ def _results(args: argparse.Namespace, settings: Settings) -> int:
             _emit(file_results(conn, record, limit=args.limit, offset=args.offset))
         except TableGone as exc:
             raise CliError(str(exc)) from exc
+    return 0
+
+
+def _inbox(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
+    from granula_pipeline.lib.inbox.listing import list_inbox
+
+    check_migrated(settings)
+    with connect(settings.psycopg_conninfo) as conn:
+        entries = list_inbox(settings, conn)
+    _emit({"inbox": str(settings.inbox.resolve()), "files": [asdict(e) for e in entries]})
     return 0
 
 

@@ -1,16 +1,7 @@
 """Granula's Dagster definitions: the status asset, its job, the inbox sensor, the resource, and
 an asset per dataset's table."""
 
-from dagster import (
-    Definitions,
-    Field,
-    InitLoggerContext,
-    LoggerDefinition,
-    colored_console_logger,
-    definitions,
-    logger,
-    mem_io_manager,
-)
+from dagster import Definitions, definitions, mem_io_manager
 
 from granula_pipeline.defs.checks import file_checks
 from granula_pipeline.defs.datasets import dataset_specs
@@ -39,30 +30,12 @@ def build_definitions(
             build_inbox_sensor(settings.sensor_interval_seconds),
             build_lost_run_watchdog(settings.watchdog_interval_seconds),
         ],
-        loggers={"console": console_logger(settings.dagster_log_level)},
         resources={
             "granula": granula,
             STATUS_IO_MANAGER: mem_io_manager,
             "plans_ahead": plans_ahead or PlansAhead(),
         },
     )
-
-
-def console_logger(level: str) -> LoggerDefinition:
-    """Dagster's console logger at `level` (DAGSTER_LOG_LEVEL) unless a run's config says
-    otherwise: at INFO a run prints what its steps say, not each of its two dozen events."""
-
-    @logger(
-        config_schema={
-            "log_level": Field(str, is_required=False, default_value=level),
-            "name": Field(str, is_required=False, default_value="dagster"),
-        },
-        description="The colored console logger, at DAGSTER_LOG_LEVEL by default.",
-    )
-    def console(init_context: InitLoggerContext):
-        return colored_console_logger.logger_fn(init_context)
-
-    return console
 
 
 @definitions

@@ -92,8 +92,9 @@ class Settings(BaseSettings):
     )
     dagster_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO",
-        description="What Dagster prints: each run's console lines and `granula up`'s services "
-        "(DEBUG: every event of every run, and each sensor tick).",
+        description="What `granula up`'s services and `granula ingest`/`retry` runs print "
+        "(DEBUG: each sensor tick, every event of a run). Runs the daemon launches print at "
+        "dagster.yaml's python_logs.python_log_level.",
     )
 
     @field_validator("dagster_log_level", mode="before")
