@@ -318,6 +318,7 @@ def test_ui_shows_file_status_checks_chunk_steps_and_failures(
     page.goto(f"{webserver.url}/assets")
     expect(page.get_by_text("file_status").first).to_be_visible()
     expect(page.get_by_text("orders").first).to_be_visible()
+    expect(page.get_by_text("Loading...")).to_have_count(0)
     screenshot("ui-catalog.png", docs=False)
 
     # The runs list: the `granula ingest` run too, with its file and dataset tags.
