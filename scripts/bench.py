@@ -336,6 +336,21 @@ class SizeResult:
     rows_ok: bool
     statistic: str = "median"
     load_averages: list[float] = field(default_factory=list)
+    # With --instance both: each rep's `granula ingest` again on a PostgreSQL Dagster instance,
+    # right after the in-memory one (paired samples, for a ratio on a busy machine).
+    granula_pg_seconds: list[float] = field(default_factory=list)
+    granula_pg_job_seconds: list[float] = field(default_factory=list)
+
+    def instance_ratio(self) -> tuple[float, float] | None:
+        """Median over reps of (PostgreSQL instance s / in-memory s): whole command, and job."""
+        if not self.granula_pg_seconds:
+            return None
+        pairs = zip(self.granula_pg_seconds, self.granula_seconds, strict=True)
+        jobs = zip(self.granula_pg_job_seconds, self.granula_job_seconds, strict=True)
+        return (
+            statistics.median(pg / memory for pg, memory in pairs),
+            statistics.median(pg / memory for pg, memory in jobs if memory),
+        )
 
     def summary(self) -> dict[str, Any]:
         pick = min if self.statistic == "best" else statistics.median
@@ -384,7 +399,21 @@ def bench_size(
     for rep in range(reps):
         result.load_averages.append(os.getloadavg()[0])
         # Granula goes first so that COPY gets the exact column types Granula chose.
-        granula = run_granula(path, admin_url, extra_env=extra_env, instance=instance)
+        granula = run_granula(
+            path,
+            admin_url,
+            extra_env=extra_env,
+            instance="memory" if instance == "both" else instance,
+        )
+        if instance == "both":
+            on_pg = run_granula(path, admin_url, extra_env=extra_env, instance="postgres")
+            result.granula_pg_seconds.append(on_pg.seconds)
+            result.granula_pg_job_seconds.append(on_pg.job_seconds)
+            print(
+                f"  {size.label} rep {rep + 1}/{reps}: granula on a PostgreSQL instance "
+                f"{on_pg.seconds:6.2f}s (job {on_pg.job_seconds:5.2f}s)",
+                flush=True,
+            )
         result.column_types = result.column_types or granula.column_types
         result.chunks = granula.chunks
         result.granula_seconds.append(granula.seconds)
@@ -549,10 +578,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--instance",
-        choices=["memory", "postgres"],
+        choices=["memory", "postgres", "both"],
         default="memory",
-        help="granula ingest's Dagster instance: in memory (no DAGSTER_HOME, the default) or "
-        "PostgreSQL storage in the loaded database, as beside `granula up`",
+        help="granula ingest's Dagster instance: in memory (no DAGSTER_HOME, the default), "
+        "PostgreSQL storage in the loaded database (as beside `granula up`), or both in turn "
+        "each rep (prints their ratio)",
     )
     parser.add_argument(
         "--delete-files",
@@ -603,6 +633,13 @@ def main(argv: list[str] | None = None) -> int:
     print(TABLE_HEADER)
     for result in results:
         print(table_line(result))
+    for result in results:
+        ratio = result.instance_ratio()
+        if ratio is not None:
+            print(
+                f"{result.rows:>10,} x{result.columns}: PostgreSQL instance / in memory, median "
+                f"of paired reps: {ratio[0]:.3f} (whole command), {ratio[1]:.3f} (job)"
+            )
     out = args.json or args.workdir / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
