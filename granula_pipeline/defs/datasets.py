@@ -22,6 +22,7 @@ from dagster import (
     AssetSpec,
     DagsterInstance,
     MetadataValue,
+    OpExecutionContext,
     TableColumn,
     TableSchema,
 )
@@ -108,19 +109,24 @@ def file_loaded_events(
 
 
 def report_file_failed(
-    instance: DagsterInstance,
+    context_or_instance: OpExecutionContext | DagsterInstance,
     granula: GranulaResource,
     record: FileRecord,
     partition_key: str,
     run_id: str,
 ) -> None:
-    """What a failed file shows, reported to `instance` (pass `context.instance`).
+    """What a failed file shows, reported to the instance (an op's context, or its instance).
 
     Its partition is materialized with its outcome (status, error, counts, table): Dagster 1.13's
     partition page shows the metadata of a materialization only, not of an observation or a
     failure. That the file failed is said by its status, its error (the description), its failed
     checks and its run, which fails; rows it did load materialize its dataset.
     """
+    instance = (
+        context_or_instance
+        if isinstance(context_or_instance, DagsterInstance)
+        else context_or_instance.instance
+    )
     metadata = {**status_metadata(record), **table_metadata(granula, record)}
     instance.report_runless_asset_event(
         AssetMaterialization(
