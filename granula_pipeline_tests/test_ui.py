@@ -3,7 +3,8 @@ with its error on its partition page, the dataset's table as an asset with its r
 columns and lineage, and a `granula ingest` run in the runs list with its tags.
 
 Two files go through `ingest` and one through `granula ingest` on a DAGSTER_HOME instance,
-`dagster-webserver` serves that instance, and Chromium (Debian's, driven by Playwright) reads the pages a user would open.
+`dagster-webserver` serves that instance, and Chromium (Debian's, driven by Playwright) reads the
+pages a user would open.
 Screenshots go to the test's temp dir; with GRANULA_UPDATE_SCREENSHOTS=1 they also replace
 docs/ui-asset.png, ui-failed-file.png, ui-checks.png, ui-run.png, ui-dataset.png and
 ui-dataset-lineage.png; with GRANULA_SHOTS_DIR set, every screenshot is copied there too.

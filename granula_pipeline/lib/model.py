@@ -247,6 +247,7 @@ class FileRecord:
     st_size: int | None = None
     st_mtime_ns: int | None = None
     st_ctime_ns: int | None = None
+    queued_at: datetime | None = None  # registered, or queued again (retry, a repeated ingest)
     # Computed by the `granula.file_status` view, the one place that says how.
     progress_percent: float = 0.0
     duration_seconds: float | None = None
@@ -280,7 +281,7 @@ class FileRecord:
     def summary(self) -> dict[str, Any]:
         """The JSON a user sees from `granula status` and `granula ingest`."""
         record = asdict(self)
-        for key in ("created_at", "started_at", "finished_at", "updated_at"):
+        for key in ("created_at", "queued_at", "started_at", "finished_at", "updated_at"):
             value = record[key]
             record[key] = value.isoformat() if value else None
         record["table"] = record["table_name"]

@@ -43,3 +43,31 @@ def test_completed_is_written_with_the_move_and_the_duration_is_set_once(setting
     assert settled.duration_seconds >= 0.3, "the duration ends when the file is done"
     again = settle_file(settings, loaded.file_id)
     assert again.finished_at == settled.finished_at, "set once"
+
+
+def test_a_file_asked_for_again_waits_from_then(settings, db):
+    path = write_orders(settings.inbox / "again.csv", 3)
+    size = path.stat().st_size
+
+    def register():
+        return control.register_file(
+            db,
+            partition_key="again.csv@1",
+            path=str(path.absolute()),
+            dataset="again",
+            priority=0,
+            size_bytes=size,
+        )
+
+    first = register()
+    assert register().queued_at == first.queued_at, "still queued: registering it is a no-op"
+    prepared = prepare_load(settings, "again.csv@1", "a-run")
+    for chunk in prepared.chunks:
+        load_chunk(settings.psycopg_conninfo, prepared.target, chunk, streams=1)
+    settle_file(settings, first.file_id)
+    time.sleep(0.5)
+
+    again = register()  # `granula ingest --force` of the same file, say
+
+    assert again.file_id == first.file_id and again.queued_at > first.queued_at
+    assert again.wait_seconds is not None and again.wait_seconds < 0.5

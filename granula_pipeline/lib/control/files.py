@@ -18,12 +18,14 @@ def register_file(
     priority: int,
     size_bytes: int | None,
 ) -> FileRecord:
-    """Record a file as queued (idempotent per partition key) and return its row."""
+    """Record a file as queued (idempotent per partition key: a file that ended is queued again)
+    and return its row."""
     conn.execute(
         """
         INSERT INTO granula.files (partition_key, filename, path, dataset, priority, size_bytes)
         VALUES (%(key)s, %(filename)s, %(path)s, %(dataset)s, %(priority)s, %(size)s)
-        ON CONFLICT (partition_key) DO NOTHING
+        ON CONFLICT (partition_key) DO UPDATE SET queued_at = now()
+            WHERE granula.files.finished_at IS NOT NULL  -- ended, and asked for again
         """,
         {
             "key": partition_key,
@@ -109,7 +111,7 @@ def reopen_file(conn: psycopg.Connection, file_id: int) -> None:
     conn.execute(
         """
         UPDATE granula.files SET status = %s, failed_chunks = 0, finished_at = NULL,
-               error_message = NULL, updated_at = now()
+               error_message = NULL, queued_at = now(), updated_at = now()
         WHERE file_id = %s AND status <> %s
         """,
         (FileStatus.QUEUED.value, file_id, FileStatus.COMPLETED.value),

@@ -1,5 +1,7 @@
-"""`granula.file_status.wait_seconds`: how long a file waited between being queued (registered)
-and its load starting, shown beside `duration_seconds` (which counts from the start only).
+"""`granula.files.queued_at` and `granula.file_status.wait_seconds`: when a file was last queued
+(registered, or queued again by a retry or a repeated `granula ingest`), and how long it waited
+from then to its load's start (so far, while it still waits), shown beside `duration_seconds`
+(which counts from the start only).
 
 Revision ID: 0010
 """
@@ -27,11 +29,18 @@ COLUMNS = """
 
 
 def upgrade() -> None:
+    op.execute("ALTER TABLE granula.files ADD COLUMN queued_at timestamptz")
+    op.execute("UPDATE granula.files SET queued_at = created_at")
+    op.execute(
+        "ALTER TABLE granula.files ALTER COLUMN queued_at SET DEFAULT now(), "
+        "ALTER COLUMN queued_at SET NOT NULL"
+    )
     op.execute(
         f"""
         CREATE OR REPLACE VIEW granula.file_status AS
         {COLUMNS},
-           extract(epoch FROM coalesce(started_at, now()) - created_at) AS wait_seconds
+           extract(epoch FROM CASE WHEN started_at >= queued_at THEN started_at ELSE now() END
+                              - queued_at) AS wait_seconds
         FROM granula.files
         """
     )
@@ -39,5 +48,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP VIEW granula.file_status")
+    op.execute("ALTER TABLE granula.files DROP COLUMN queued_at")
     op.execute(f"CREATE VIEW granula.file_status AS {COLUMNS} FROM granula.files")
     op.execute("GRANT SELECT ON granula.file_status TO granula_reader")
