@@ -6,9 +6,9 @@ loads rows reports a materialization of its table with the table's row count and
 dataset new since the code location loaded shows in the catalog from its first file on (by its
 materializations); it joins the lineage graph when the code location reloads.
 
-Callable from any op, of any job: `file_loaded_events` returns the events to log
-(`context.log_event`), `report_file_failed` reports to the instance what a failed file shows (a
-step that then fails loses what it logged).
+Callable from any op, of any job: `file_loaded_events` and `file_failed_events` return the events
+to log or yield; `report_file_failed` reports a failed file's to the instance (a step that then
+fails loses what it logged).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import psycopg
 from dagster import (
+    AssetCheckEvaluation,
     AssetKey,
     AssetMaterialization,
     AssetSpec,
@@ -108,6 +109,30 @@ def file_loaded_events(
     ]
 
 
+def file_failed_events(
+    granula: GranulaResource, record: FileRecord, partition_key: str, run_id: str
+) -> list[AssetMaterialization | AssetCheckEvaluation]:
+    """What a failed file shows: its partition materialized with its outcome (status, error,
+    counts, table), its checks, and its dataset's table if it loaded rows into it.
+
+    A materialization, not an observation: Dagster 1.13's partition page shows the metadata of a
+    materialization only, not of an observation or a failure. That the file failed is said by
+    its status, its error (the description), its failed checks and its run, which fails.
+    """
+    metadata = {**status_metadata(record), **table_metadata(granula, record)}
+    outcome = AssetMaterialization(
+        asset_key=FILE_STATUS,
+        partition=partition_key,
+        description=f"{record.status.value}: {record.error_message or 'no error recorded'}",
+        metadata={**metadata, "run": MetadataValue.dagster_run(run_id)},
+    )
+    return [
+        outcome,
+        *check_evaluations(granula, record, partition_key),
+        *file_loaded_events(granula, record, partition_key),
+    ]
+
+
 def report_file_failed(
     context_or_instance: OpExecutionContext | DagsterInstance,
     granula: GranulaResource,
@@ -115,31 +140,15 @@ def report_file_failed(
     partition_key: str,
     run_id: str,
 ) -> None:
-    """What a failed file shows, reported to the instance (an op's context, or its instance).
-
-    Its partition is materialized with its outcome (status, error, counts, table): Dagster 1.13's
-    partition page shows the metadata of a materialization only, not of an observation or a
-    failure. That the file failed is said by its status, its error (the description), its failed
-    checks and its run, which fails; rows it did load materialize its dataset.
-    """
+    """`file_failed_events`, reported to the instance (from an op's context, or the instance
+    itself): what a step that then fails must do, as events it logs are dropped."""
     instance = (
         context_or_instance
         if isinstance(context_or_instance, DagsterInstance)
         else context_or_instance.instance
     )
-    metadata = {**status_metadata(record), **table_metadata(granula, record)}
-    instance.report_runless_asset_event(
-        AssetMaterialization(
-            asset_key=FILE_STATUS,
-            partition=partition_key,
-            description=f"{record.status.value}: {record.error_message or 'no error recorded'}",
-            metadata={**metadata, "run": MetadataValue.dagster_run(run_id)},
-        )
-    )
-    for evaluation in check_evaluations(granula, record, partition_key):
-        instance.report_runless_asset_event(evaluation)
-    for materialization in file_loaded_events(granula, record, partition_key):
-        instance.report_runless_asset_event(materialization)
+    for event in file_failed_events(granula, record, partition_key, run_id):
+        instance.report_runless_asset_event(event)
 
 
 def _schema(columns: Sequence[Column]) -> MetadataValue:
