@@ -13,7 +13,9 @@ fails loses what it logged).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 import psycopg
 from dagster import (
@@ -80,33 +82,71 @@ def file_loaded_events(
 ) -> list[AssetMaterialization]:
     """The file's table's materialization, if the file put rows in it (none for a duplicate or
     a file that loaded nothing): the whole table's row count and columns, the file and when."""
-    if not record.table_name or record.duplicate_of is not None or not record.loaded_rows:
+    return datasets_loaded_events(granula, [(record, partition_key)])
+
+
+def datasets_loaded_events(
+    granula: GranulaResource, loads: Iterable[tuple[FileRecord, str]]
+) -> list[AssetMaterialization]:
+    """One materialization per table that files of `loads` (record, partition key) put rows in,
+    naming the last of them: what a batch of many small files of a dataset reports once."""
+    by_table: dict[str, list[tuple[FileRecord, str]]] = defaultdict(list)
+    for record, key in loads:
+        if record.table_name and record.duplicate_of is None and record.loaded_rows:
+            by_table[record.table_name].append((record, key))
+    if not by_table:
         return []
+    events = []
     with granula.connect() as conn:
-        table = catalog.dataset_table(conn, record.table_name)
-        rows = catalog.loaded_rows(conn, record.table_name)
         database = conn.info.dbname
-    if table is None:
-        return []
-    loaded_at = record.finished_at or record.updated_at
-    return [
-        AssetMaterialization(
-            asset_key=dataset_key(record.table_name),
-            description=f"{record.loaded_rows} rows from {record.filename}",
-            metadata={
-                "dagster/row_count": MetadataValue.int(rows),
-                "dagster/table_name": MetadataValue.text(f"{database}.{record.table_name}"),
-                "dagster/column_schema": _schema(table.columns),
-                "dataset": MetadataValue.text(record.dataset),
-                "last_file": MetadataValue.text(record.filename),
-                "last_file_id": MetadataValue.int(record.file_id),
-                "last_file_partition": MetadataValue.text(partition_key),
-                "last_file_rows": MetadataValue.int(record.loaded_rows),
-                "last_file_status": MetadataValue.text(record.status.value),
-                "loaded_at": MetadataValue.timestamp(loaded_at),
-            },
-        )
-    ]
+        for table_name, files in by_table.items():
+            table = catalog.dataset_table(conn, table_name)
+            if table is None:
+                continue
+            last, key = max(files, key=_when_loaded)
+            events.append(
+                _materialization(
+                    table, last, key, database, catalog.loaded_rows(conn, table_name), len(files)
+                )
+            )
+    return events
+
+
+def _when_loaded(load: tuple[FileRecord, str]) -> tuple[datetime, int]:
+    record = load[0]
+    return record.finished_at or record.updated_at, record.file_id
+
+
+def _materialization(
+    table: catalog.DatasetTable,
+    last: FileRecord,
+    partition_key: str,
+    database: str,
+    rows: int,
+    files: int,
+) -> AssetMaterialization:
+    loaded_at = last.finished_at or last.updated_at
+    return AssetMaterialization(
+        asset_key=dataset_key(table.qualified_name),
+        description=(
+            f"{last.loaded_rows} rows from {last.filename}"
+            if files == 1
+            else f"{files} files, the last {last.filename} ({last.loaded_rows} rows)"
+        ),
+        metadata={
+            "dagster/row_count": MetadataValue.int(rows),
+            "dagster/table_name": MetadataValue.text(f"{database}.{table.qualified_name}"),
+            "dagster/column_schema": _schema(table.columns),
+            "dataset": MetadataValue.text(last.dataset),
+            "files_loaded": MetadataValue.int(files),
+            "last_file": MetadataValue.text(last.filename),
+            "last_file_id": MetadataValue.int(last.file_id),
+            "last_file_partition": MetadataValue.text(partition_key),
+            "last_file_rows": MetadataValue.int(last.loaded_rows),
+            "last_file_status": MetadataValue.text(last.status.value),
+            "loaded_at": MetadataValue.timestamp(loaded_at),
+        },
+    )
 
 
 def file_failed_events(

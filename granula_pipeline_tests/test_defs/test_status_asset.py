@@ -7,6 +7,7 @@ import pytest
 from dagster import AssetCheckKey, AssetKey
 
 from granula_pipeline.definitions import build_definitions
+from granula_pipeline.defs.datasets import datasets_loaded_events
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.status import COLUMNS_UNCHANGED, NO_FAILED_CHUNKS, ROWS_ADD_UP
 from granula_pipeline.runs import ingest
@@ -126,3 +127,18 @@ def test_each_load_materializes_its_dataset_table(instance, granula, settings):
     assert node.parent_keys == {FILE_STATUS}
     assert node.kinds == {"postgres"} and node.group_name == "datasets"
     assert node.metadata["dagster/table_name"] == "datasets.sales"
+
+
+def test_a_batch_of_files_materializes_each_table_once(instance, granula, settings):
+    loads = [
+        ingest(instance, granula, write_orders(settings.inbox / f"{n}.csv", rows), dataset=name)[0]
+        for n, (name, rows) in enumerate([("north", 3), ("north", 4), ("south", 2)])
+    ]
+
+    events = datasets_loaded_events(granula, [(r, r.partition_key) for r in loads])
+
+    by_key = {tuple(e.asset_key.path): e.metadata for e in events}
+    assert set(by_key) == {("datasets", "north"), ("datasets", "south")}
+    north = by_key[("datasets", "north")]
+    assert north["files_loaded"].value == 2 and north["dagster/row_count"].value == 7
+    assert north["last_file_id"].value == loads[1].file_id
