@@ -6,9 +6,10 @@ loads rows reports a materialization of its table with the table's row count and
 dataset new since the code location loaded shows in the catalog from its first file on (by its
 materializations); it joins the lineage graph when the code location reloads.
 
-Callable from any op, of any job: `file_loaded_events` and `file_failed_events` return the events
-to log or yield; `report_file_failed` reports a failed file's to the instance (a step that then
-fails loses what it logged).
+Callable from any op, of any job: `file_loaded_events` (one file), `datasets_loaded_events` (a
+batch: each table once) and `file_failed_events` return the events to log or yield;
+`report_file_failed` reports a failed file's to the instance (a step that then fails loses what
+it logged).
 """
 
 from __future__ import annotations
