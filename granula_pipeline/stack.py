@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
@@ -208,7 +208,7 @@ NOISE = re.compile(
 WARNING_LINE = re.compile(r"^\S+:\d+: \w+Warning: ")
 
 
-def relay_output(source: IO[str], sink: IO[str], quiet: bool) -> None:
+def relay_output(source: Iterable[str], sink: IO[str], quiet: bool) -> None:
     """Copy `source`'s lines to `sink` as they come; with `quiet`, without the NOISE lines."""
     skip_next = False
     for line in source:

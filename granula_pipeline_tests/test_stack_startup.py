@@ -4,6 +4,7 @@ seconds holds no warning and no debug line, and the commands run beside it (`ing
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 
 from granula_pipeline.cli import NO_INSTANCE
+from granula_pipeline.stack import relay_output
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.test_stack_shutdown import (
     GRANULA,
@@ -113,3 +115,25 @@ def test_without_a_stack_ingest_says_its_run_is_in_memory(env, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert NO_INSTANCE in done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["status"] == "completed"
+
+
+def test_the_relay_leaves_out_only_the_noise_unless_debugging():
+    lines = [
+        "/venv/click/core.py:911: SupersessionWarning: Function `dev_command` is superseded\n",
+        "  return callback(*args, **kwargs)\n",
+        "2026-12-02 - dagster - WARNING - Found a dagster instance configuration value "
+        "(dagster.yaml) in the current folder\n",
+        "2026-12-02 - dagster.daemon.SensorDaemon - \x1b[34mINFO\x1b[0m - Checking for new runs "
+        "for sensor: inbox_sensor\n",
+        "2026-12-02 - dagster.daemon.SensorDaemon - INFO - Sensor inbox_sensor skipped: no files\n",
+        "2026-12-02 - dagster.daemon.SensorDaemon - INFO - Launching run for inbox_sensor\n",
+        "2026-12-02 - dagster - ERROR - a real error\n",
+        "  with its indented detail\n",
+    ]
+    quiet, everything = io.StringIO(), io.StringIO()
+
+    relay_output(iter(lines), quiet, quiet=True)
+    relay_output(iter(lines), everything, quiet=False)
+
+    assert quiet.getvalue().splitlines(keepends=True) == lines[5:]
+    assert everything.getvalue().splitlines(keepends=True) == lines
