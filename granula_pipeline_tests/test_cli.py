@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
 
+from granula_pipeline.lib.control.files import register_file
+from granula_pipeline.lib.inbox.scan import describe
 from granula_pipeline_tests.factories import write_orders
 
 pytestmark = pytest.mark.slow
@@ -193,3 +197,39 @@ def test_status_beside_a_running_stack_uses_its_database(env, tmp_path, db):
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "DATABASE_URL is not set" in json.loads(done.stdout)["error"]
+
+
+def test_inbox_lists_each_file_with_why_it_has_not_loaded(env, settings, db):
+    inbox = settings.inbox
+    old = time.time() - 60
+    settled = write_orders(inbox / "settled.csv", 2)
+    os.utime(settled, (old, old))
+    write_orders(inbox / "fresh.csv", 2)  # just written: not settled
+    refused = inbox / "notes.exe"
+    refused.write_bytes(b"MZ")
+    os.utime(refused, (old, old))
+    (inbox / "big.csv.part").write_text("id\n1\n")
+    queued = write_orders(inbox / "priority-3" / "sales" / "q.csv", 2)
+    os.utime(queued, (old, old))
+    found = describe(queued, inbox)
+    with db.transaction():
+        register_file(
+            db,
+            partition_key=found.partition_key,
+            path=str(queued.absolute()),
+            dataset=found.dataset,
+            priority=found.priority,
+            size_bytes=found.size_bytes,
+        )
+
+    code, listing = granula(env, "inbox")
+
+    assert code == 0 and listing["inbox"] == str(inbox.resolve())
+    states = {f["path"]: (f["state"], f["reason"]) for f in listing["files"]}
+    assert listing["files"][0]["path"] == "priority-3/sales/q.csv"  # highest priority first
+    assert states["priority-3/sales/q.csv"][0] == "queued"
+    assert "MAX_CONCURRENCY" in states["priority-3/sales/q.csv"][1]
+    assert states["settled.csv"][0] == "ready"
+    assert states["fresh.csv"][0] == "waiting" and "SETTLE_SECONDS" in states["fresh.csv"][1]
+    assert states["notes.exe"][0] == "refused" and "not accepted" in states["notes.exe"][1]
+    assert states["big.csv.part"][0] == "ignored"

@@ -99,11 +99,11 @@ def test_fault_that_never_clears_then_retry_completes_exactly_once(
     assert "still failing after 3 retries" in record.error_message
     assert_exactly_once(db, dataset, record.file_id, [*range(0, 300), *range(400, ROWS)])
     assert (settings.failed_dir / f"{record.file_id}-stubborn.csv").exists()
-    observed = instance.fetch_observations(AssetKey("file_status"), limit=1).records
-    assert observed, "the status asset records the outcome of a failed load"
-    observation = observed[0].asset_observation
-    assert observation.partition == record.partition_key
-    metadata = observation.metadata
+    outcomes = instance.fetch_materializations(AssetKey("file_status"), limit=1).records
+    assert outcomes, "the status asset records the outcome of a failed load"
+    outcome = outcomes[0].asset_materialization
+    assert outcome.partition == record.partition_key
+    metadata = outcome.metadata
     assert metadata["status"].value == "completed_with_errors"
     assert metadata["failed_chunks"].value == 1
 

@@ -1,15 +1,21 @@
-"""The Dagster UI, for real: a file's status metadata and checks, its chunk steps, a failed load.
+"""The Dagster UI, for real: a file's status metadata and checks, its chunk steps, a failed load
+with its error on its partition page, the dataset's table as an asset with its row count,
+columns and lineage, and a `granula ingest` run in the runs list with its tags.
 
-Two files go through `ingest` on a DAGSTER_HOME instance, `dagster-webserver` serves that
-instance, and Chromium (Debian's, driven by Playwright) reads the pages a user would open.
+Two files go through `ingest` and one through `granula ingest` on a DAGSTER_HOME instance,
+`dagster-webserver` serves that instance, and Chromium (Debian's, driven by Playwright) reads the
+pages a user would open.
 Screenshots go to the test's temp dir; with GRANULA_UPDATE_SCREENSHOTS=1 they also replace
-docs/ui-asset.png, ui-failed-file.png, ui-checks.png and ui-run.png.
+docs/ui-asset.png, ui-failed-file.png, ui-checks.png, ui-run.png, ui-dataset.png and
+ui-dataset-lineage.png; with GRANULA_SHOTS_DIR set, every screenshot is copied there too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -49,10 +55,13 @@ CHROMIUM_ARGS = [
 ]
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 UPDATE_SCREENSHOTS = os.environ.get("GRANULA_UPDATE_SCREENSHOTS") == "1"
+# Also copied here when set: the catalog, a failed partition and the runs list, to compare.
+SHOTS_DIR = os.environ.get("GRANULA_SHOTS_DIR")
 STARTUP_SECONDS = 60
 UI_TIMEOUT_MS = 20_000
 CHUNK_SIZE = 10
 ROWS = 30
+CLI_ROWS = 5
 CHUNK_STEPS = [f"load_chunk[{i:05d}]" for i in range(ROWS // CHUNK_SIZE)]
 
 # The UI's own settings: no telemetry, and no "join the community" dialog over the pages.
@@ -178,6 +187,7 @@ class Loaded:
     good_run_id: str
     bad: FileRecord
     bad_run_id: str
+    cli: dict
 
 
 @pytest.fixture
@@ -189,6 +199,18 @@ def loaded(home_instance: DagsterInstance, webserver: Webserver, database_url: s
     ensure_migrated(granula.settings)  # as `granula up` does before it starts Dagster
     good, good_run = ingest(home_instance, granula, write_orders(inbox / "orders.csv", ROWS))
     assert good.status == "completed" and good_run.success
+    # `granula ingest`, as a user runs it, on the instance the webserver shows.
+    command = [sys.executable, "-c", "from granula_pipeline.command import run; run()"]
+    cli_file = write_orders(inbox.parent / "cli.csv", CLI_ROWS, start=500)
+    done = subprocess.run(
+        [*command, "ingest", str(cli_file), "--dataset", "orders"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    cli = json.loads(done.stdout.strip().splitlines()[-1])
     with psycopg.connect(database_url, autocommit=True) as db:
         inject_fault(db, "orders", chunk=1, message="chunk one refused")
     bad, bad_run = ingest(
@@ -199,7 +221,7 @@ def loaded(home_instance: DagsterInstance, webserver: Webserver, database_url: s
         log_level="WARNING",
     )
     assert bad.status == "completed_with_errors" and not bad_run.success
-    return Loaded(good, good_run.run_id, bad, bad_run.run_id)
+    return Loaded(good, good_run.run_id, bad, bad_run.run_id, cli)
 
 
 def test_ui_shows_file_status_checks_chunk_steps_and_failures(
@@ -214,6 +236,9 @@ def test_ui_shows_file_status_checks_chunk_steps_and_failures(
         if docs and UPDATE_SCREENSHOTS:
             DOCS.mkdir(exist_ok=True)
             shutil.copyfile(tmp_path / name, DOCS / name)
+        if SHOTS_DIR:
+            Path(SHOTS_DIR).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp_path / name, Path(SHOTS_DIR) / name)
 
     good, bad = loaded.good, loaded.bad
     webserver.wait_until_ready()
@@ -235,15 +260,18 @@ def test_ui_shows_file_status_checks_chunk_steps_and_failures(
     expect(page.get_by_text("Materialized", exact=True).first).to_be_visible()
     screenshot("ui-asset.png")
 
-    # The failed file's partition: its run failed, and its events say what went wrong.
-    page.set_viewport_size({"width": 1400, "height": 900})
-    expect(page.get_by_text("Failed (1)")).to_be_visible()
-    page.get_by_text(bad.partition_key).first.click()
+    # The failed file's partition: its status, its error and its metadata on the page itself.
+    page.set_viewport_size({"width": 1400, "height": 1300})
+    page.goto(f"{assets}?view=partitions&partition={quote(bad.partition_key, safe='')}")
     expect(page.get_by_text(f"Run {loaded.bad_run_id[:8]} failed")).to_be_visible()
-    page.goto(f"{assets}?view=events&partition={quote(bad.partition_key, safe='')}")
-    expect(page.locator("tr", has_text="completed_with_errors").first).to_be_visible()
-    expect(page.get_by_text("chunk one refused").first).to_be_visible()
+    for key, value in [("status", "completed_with_errors"), ("failed_chunks", "1")]:
+        row = page.locator("tr").filter(has=page.get_by_text(key, exact=True))
+        expect(row.first.locator("td").nth(1)).to_have_text(value)
+    error = page.locator("tr").filter(has=page.get_by_text("error", exact=True)).first
+    expect(error).to_contain_text("chunk one refused")
     screenshot("ui-failed-file.png")
+    page.set_viewport_size({"width": 1400, "height": 900})
+    screenshot("ui-failed-partition.png", docs=False)
 
     # The three checks; no_failed_chunks passed for the good file and failed for the bad one.
     page.get_by_role("tab", name="Checks").click()
@@ -272,6 +300,51 @@ def test_ui_shows_file_status_checks_chunk_steps_and_failures(
     for step in CHUNK_STEPS:
         expect(page.get_by_text(step).first).to_be_visible()
     screenshot("ui-run.png")
+
+    # Each dataset's table is an asset: its row count and columns, downstream of file_status.
+    # The code location may have loaded before the table existed: a reload defines its asset.
+    _reload_code_location(webserver)
+    dataset = f"{webserver.url}/assets/datasets/orders"
+    rows = ROWS + CLI_ROWS + 2 * CHUNK_SIZE  # the bad file's chunks 0 and 2 loaded
+    page.goto(dataset)
+    expect(page.get_by_text(f"{rows:,}").first).to_be_visible()
+    for column in ("id", "name", "value"):
+        expect(page.get_by_text(column, exact=True).first).to_be_visible()
+    screenshot("ui-dataset.png")
+    page.goto(f"{dataset}?view=lineage")
+    expect(page.get_by_text("file_status").first).to_be_visible()
+    expect(page.get_by_text("Loading...")).to_have_count(0)
+    screenshot("ui-dataset-lineage.png")
+
+    page.goto(f"{webserver.url}/assets")
+    expect(page.get_by_text("file_status").first).to_be_visible()
+    expect(page.get_by_text("orders").first).to_be_visible()
+    expect(page.get_by_text("Loading...")).to_have_count(0)
+    screenshot("ui-catalog.png", docs=False)
+
+    # The runs list: the `granula ingest` run too, with its file and dataset tags.
+    page.goto(f"{webserver.url}/runs")
+    expect(page.get_by_text(loaded.cli["run_id"][:8]).first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^granula/file: external/cli\.csv-")).first).to_be_visible()
+    screenshot("ui-runs.png", docs=False)
+
+
+def _reload_code_location(webserver: Webserver) -> None:
+    """What the UI's Deployment > Reload does, through the webserver's GraphQL API."""
+    query = (
+        "mutation { reloadRepositoryLocation(repositoryLocationName: "
+        '"granula_pipeline.definitions") { __typename } }'
+    )
+    request = urllib.request.Request(
+        f"{webserver.url}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.load(response)
+    assert answer["data"]["reloadRepositoryLocation"]["__typename"] == "WorkspaceLocationEntry", (
+        answer
+    )
 
 
 def _show_step_logs_only(page) -> None:

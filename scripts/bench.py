@@ -204,10 +204,23 @@ CHUNK_LOG = re.compile(r"chunk (\d+) \(lines \d+\+\): loaded, (\d+) rows.*? via 
 
 
 def run_granula(
-    path: Path, admin_url: str, *, extra_env: dict[str, str] | None = None, timeout: float = 600
+    path: Path,
+    admin_url: str,
+    *,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 600,
+    instance: str = "memory",
 ) -> GranulaRun:
-    """`granula ingest path` into a fresh database; the summary, checked against the table."""
-    with fresh_database(admin_url) as url, tempfile.TemporaryDirectory() as data_dir:
+    """`granula ingest path` into a fresh database; the summary, checked against the table.
+
+    `instance`: "memory" (DAGSTER_HOME unset: an ephemeral instance) or "postgres" (a
+    DAGSTER_HOME with the repository's dagster.yaml, Dagster's storage in the same database, as
+    under `granula up`)."""
+    with (
+        fresh_database(admin_url) as url,
+        tempfile.TemporaryDirectory() as data_dir,
+        tempfile.TemporaryDirectory() as home,
+    ):
         env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
         env.update(
             DATABASE_URL=url,
@@ -217,6 +230,23 @@ def run_granula(
         )
         # Installing Granula's control tables is done once per database, not per file: untimed.
         subprocess.run([*granula_command(env), "migrate"], env=env, check=True, capture_output=True)
+        if instance == "postgres":  # Dagster's tables too, made by a first start: untimed
+            shutil.copyfile(REPO / "dagster.yaml", Path(home) / "dagster.yaml")
+            env.update(
+                DAGSTER_HOME=home,
+                DAGSTER_PG_URL=url.replace("postgresql://", "postgresql+psycopg2://", 1),
+            )
+            env.setdefault("MAX_CONCURRENCY", "2")
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "from dagster import DagsterInstance as I; I.get().dispose()",
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")  # as for COPY: earlier runs' dirty pages are not its cost
         run = run_measured([*granula_command(env), "ingest", str(path)], env, timeout)
@@ -306,6 +336,21 @@ class SizeResult:
     rows_ok: bool
     statistic: str = "median"
     load_averages: list[float] = field(default_factory=list)
+    # With --instance both: each rep's `granula ingest` again on a PostgreSQL Dagster instance,
+    # right after the in-memory one (paired samples, for a ratio on a busy machine).
+    granula_pg_seconds: list[float] = field(default_factory=list)
+    granula_pg_job_seconds: list[float] = field(default_factory=list)
+
+    def instance_ratio(self) -> tuple[float, float] | None:
+        """Median over reps of (PostgreSQL instance s / in-memory s): whole command, and job."""
+        if not self.granula_pg_seconds:
+            return None
+        pairs = zip(self.granula_pg_seconds, self.granula_seconds, strict=True)
+        jobs = zip(self.granula_pg_job_seconds, self.granula_job_seconds, strict=True)
+        return (
+            statistics.median(pg / memory for pg, memory in pairs),
+            statistics.median(pg / memory for pg, memory in jobs if memory),
+        )
 
     def summary(self) -> dict[str, Any]:
         pick = min if self.statistic == "best" else statistics.median
@@ -335,6 +380,7 @@ def bench_size(
     reps: int,
     extra_env: dict[str, str],
     statistic: str,
+    instance: str = "memory",
 ) -> SizeResult:
     result = SizeResult(
         rows=size.rows,
@@ -353,7 +399,21 @@ def bench_size(
     for rep in range(reps):
         result.load_averages.append(os.getloadavg()[0])
         # Granula goes first so that COPY gets the exact column types Granula chose.
-        granula = run_granula(path, admin_url, extra_env=extra_env)
+        granula = run_granula(
+            path,
+            admin_url,
+            extra_env=extra_env,
+            instance="memory" if instance == "both" else instance,
+        )
+        if instance == "both":
+            on_pg = run_granula(path, admin_url, extra_env=extra_env, instance="postgres")
+            result.granula_pg_seconds.append(on_pg.seconds)
+            result.granula_pg_job_seconds.append(on_pg.job_seconds)
+            print(
+                f"  {size.label} rep {rep + 1}/{reps}: granula on a PostgreSQL instance "
+                f"{on_pg.seconds:6.2f}s (job {on_pg.job_seconds:5.2f}s)",
+                flush=True,
+            )
         result.column_types = result.column_types or granula.column_types
         result.chunks = granula.chunks
         result.granula_seconds.append(granula.seconds)
@@ -517,6 +577,14 @@ def main(argv: list[str] | None = None) -> int:
         help="which repetition the table shows (default median)",
     )
     parser.add_argument(
+        "--instance",
+        choices=["memory", "postgres", "both"],
+        default="memory",
+        help="granula ingest's Dagster instance: in memory (no DAGSTER_HOME, the default), "
+        "PostgreSQL storage in the loaded database (as beside `granula up`), or both in turn "
+        "each rep (prints their ratio)",
+    )
+    parser.add_argument(
         "--delete-files",
         action="store_true",
         help="delete each generated file after its size is measured",
@@ -546,7 +614,14 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 results.append(
                     bench_size(
-                        size, path, args.admin_url, copy_url, reps, extra_env, args.statistic
+                        size,
+                        path,
+                        args.admin_url,
+                        copy_url,
+                        reps,
+                        extra_env,
+                        args.statistic,
+                        args.instance,
                     )
                 )
             except RuntimeError as exc:
@@ -558,6 +633,13 @@ def main(argv: list[str] | None = None) -> int:
     print(TABLE_HEADER)
     for result in results:
         print(table_line(result))
+    for result in results:
+        ratio = result.instance_ratio()
+        if ratio is not None:
+            print(
+                f"{result.rows:>10,} x{result.columns}: PostgreSQL instance / in memory, median "
+                f"of paired reps: {ratio[0]:.3f} (whole command), {ratio[1]:.3f} (job)"
+            )
     out = args.json or args.workdir / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(

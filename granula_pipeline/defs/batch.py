@@ -4,7 +4,8 @@ Starting a run costs seconds whatever it loads, so the inbox sensor puts small f
 The run plans every file of the batch into chunk steps (a small file is one chunk); a file is
 settled, moved and materialized by the step that loads its last chunk, so each file has its own
 materialization, metadata and checks, and a bad file fails only itself: it is reported on its
-own partition (an observation with its error, and its checks) while the others complete. The run
+own partition (its outcome, error and failed checks) while the others complete. Each step also
+materializes the dataset tables its files loaded into, once a table. The run
 then fails, naming the bad files, so the runs list shows that something needs a look; "Re-execute
 from failure" reruns only the failed steps, and `granula retry` reloads a failed file on its own.
 """
@@ -31,6 +32,7 @@ from dagster import (
     op,
 )
 
+from granula_pipeline.defs.datasets import datasets_loaded_events
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.status import FILE_STATUS, check_evaluations
 from granula_pipeline.defs.steps import (
@@ -87,7 +89,7 @@ def plan_batch(context: OpExecutionContext, granula: GranulaResource) -> Iterato
             context.log.warning(f"{key}: {prepared.file.error_message or 'duplicate content'}")
         planned[key] = prepared.target
         if not prepared.chunks:  # nothing to load (a duplicate): it ends now
-            yield from _settled_events(context, granula, key, prepared.target)
+            yield from _settled(context, granula, key, prepared.target)[1]
         tasks.extend(
             ChunkTask(key, prepared.target, chunk, len(prepared.chunks))
             for chunk in prepared.chunks
@@ -130,6 +132,7 @@ def load_chunks(
     rows = rejected = 0
     in_step = Counter(task.target.file_id for task in tasks)
     loaded: Counter[int] = Counter()
+    settled: list[tuple[FileRecord, str]] = []
     for task in tasks:
         file_id = task.target.file_id
         try:
@@ -143,7 +146,10 @@ def load_chunks(
             continue  # loaded by an earlier attempt: finish_batch settles the file if need be
         loaded[file_id] += 1
         if _file_done(granula, task, loaded[file_id], in_step[file_id]):
-            yield from _settled_events(context, granula, task.partition_key, task.target)
+            record, events = _settled(context, granula, task.partition_key, task.target)
+            settled.append((record, task.partition_key))
+            yield from events
+    yield from datasets_loaded_events(granula, settled)  # each table once for the step's files
     files = len(in_step)
     context.log.info(f"{len(tasks)} chunks of {files} files: {rows} rows, {rejected} rejected")
     if failures:
@@ -168,32 +174,37 @@ def finish_batch(
     """Settle the files still unsettled (chunks no step of this run loaded), then fail the run
     if any file of the batch failed."""
     records = _records(granula, list(planned))
+    settled = []
     for key, target in planned.items():
         record = records.get(key)
         if target is not None and record is not None and record.done_folder is None:
-            yield from _settled_events(context, granula, key, target, leftovers=True)
-            records = _records(granula, list(planned))
-    _fail_if_any_failed(planned, records)
+            record, events = _settled(context, granula, key, target, leftovers=True)
+            settled.append((record, key))
+            yield from events
+    yield from datasets_loaded_events(granula, settled)
+    _fail_if_any_failed(planned, _records(granula, list(planned)))
 
 
-def _settled_events(
+def _settled(
     context: OpExecutionContext,
     granula: GranulaResource,
     key: str,
     target: LoadTarget,
     *,
     leftovers: bool = False,
-) -> Sequence[FileEvent]:
+) -> tuple[FileRecord, Sequence[FileEvent]]:
     """Settle a file whose chunks are all done (`leftovers`: load those no step loaded first);
-    what its partition shows: a materialization and its checks, or, if it failed, an
-    observation. Yielded by the step, so they are the run's and kept if the step fails later."""
+    its record and what its partition shows: a materialization with its outcome and its checks
+    (`file_failed_events` if it failed). Yielded by the step, so they are the run's and kept
+    if the step fails later."""
     record = finish_file(context, granula, target, leftovers=leftovers)
     if record.done_folder != "processed":
-        return ended_events(context, granula, key, record.file_id)[1]
+        ended, events = ended_events(context, granula, key, record.file_id)
+        return ended or record, events
     materialization = AssetMaterialization(
         asset_key=FILE_STATUS, partition=key, metadata=outcome_metadata(granula, record)
     )
-    return [materialization, *check_evaluations(granula, record, key)]
+    return record, [materialization, *check_evaluations(granula, record, key)]
 
 
 def _records(granula: GranulaResource, keys: list[str]) -> dict[str, FileRecord]:

@@ -16,6 +16,7 @@ from dagster import (
     op,
 )
 
+from granula_pipeline.defs.datasets import file_loaded_events
 from granula_pipeline.defs.partitions import inbox_partitions
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.steps import (
@@ -100,6 +101,8 @@ def record_outcome(
     except Exception as exc:
         retry_if_transient(context, granula, exc)
         raise
+    for event in file_loaded_events(granula, record, context.partition_key):
+        context.log_event(event)  # the dataset's table, materialized with this file
     return Output(record.summary(), metadata=outcome_metadata(granula, record))
 
 

@@ -42,6 +42,8 @@ def status_metadata(record: FileRecord) -> dict[str, MetadataValue]:
         "loaded_rows": MetadataValue.int(record.loaded_rows),
         "rejected_rows": MetadataValue.int(record.rejected_rows),
         "duration_seconds": MetadataValue.float(round(seconds, 3)),
+        # Queued -> started: the wait before the load, which duration_seconds leaves out.
+        "wait_seconds": MetadataValue.float(round(record.wait_seconds or 0.0, 3)),
         "rows_per_second": MetadataValue.float(rate),
         "dagster/row_count": MetadataValue.int(record.loaded_rows),
         **dialect_metadata(record),

@@ -9,17 +9,16 @@ from dataclasses import dataclass
 import psycopg
 from dagster import (
     AssetCheckEvaluation,
-    AssetObservation,
+    AssetMaterialization,
     Failure,
     MetadataValue,
     OpExecutionContext,
     RetryRequested,
 )
 
+from granula_pipeline.defs.datasets import file_failed_events
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.status import (
-    FILE_STATUS,
-    check_evaluations,
     status_metadata,
     table_metadata,
 )
@@ -155,23 +154,14 @@ def ended_events(
     granula: GranulaResource,
     partition_key: str,
     file_id: int | None,
-) -> tuple[FileRecord | None, list[AssetObservation | AssetCheckEvaluation]]:
+) -> tuple[FileRecord | None, list[AssetMaterialization | AssetCheckEvaluation]]:
     """If the file has ended other than `completed`: settled (moved to failed/), with what its
-    partition shows of it, an observation with its error and metadata and its checks."""
+    partition shows of it (`file_failed_events`)."""
     record = _current_record(granula, partition_key, file_id)
     if record is None or record.done_folder != "failed":
         return record, []  # loading, or loaded (rows rejected, maybe): settled when it ends
     record = settle_file(granula.settings, record.file_id)
-    observation = AssetObservation(
-        asset_key=FILE_STATUS,
-        partition=partition_key,
-        description=record.error_message,
-        metadata={
-            **outcome_metadata(granula, record),
-            "run": MetadataValue.dagster_run(context.run_id),
-        },
-    )
-    return record, [observation, *check_evaluations(granula, record, partition_key)]
+    return record, file_failed_events(granula, record, partition_key, context.run_id)
 
 
 def _current_record(

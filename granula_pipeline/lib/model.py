@@ -315,15 +315,19 @@ class FileRecord:
     st_ctime_ns: int | None = None
     # The unguessable id the API hands out (migration 0008); the int file_id stays internal.
     public_id: UUID | None = None
+    queued_at: datetime | None = None  # registered, or queued again (retry, a repeated ingest)
     # Computed by the `granula.file_status` view, the one place that says how.
     progress_percent: float = 0.0
     duration_seconds: float | None = None
+    wait_seconds: float | None = None  # queued (registered) -> load started
 
     def __post_init__(self) -> None:
         self.status = FileStatus(self.status)
         self.progress_percent = float(self.progress_percent)
         if self.duration_seconds is not None:
             self.duration_seconds = float(self.duration_seconds)
+        if self.wait_seconds is not None:
+            self.wait_seconds = float(self.wait_seconds)
         if self.st_dev is not None and self.st_ino is not None:  # numeric(20) columns: Decimal
             self.st_dev, self.st_ino = int(self.st_dev), int(self.st_ino)
 
@@ -345,7 +349,7 @@ class FileRecord:
     def summary(self) -> dict[str, Any]:
         """The JSON a user sees from `granula status` and `granula ingest`."""
         record = asdict(self)
-        for key in ("created_at", "started_at", "finished_at", "updated_at"):
+        for key in ("created_at", "queued_at", "started_at", "finished_at", "updated_at"):
             value = record[key]
             record[key] = value.isoformat() if value else None
         record["table"] = record["table_name"]

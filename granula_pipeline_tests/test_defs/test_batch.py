@@ -67,15 +67,11 @@ def test_each_file_of_a_batch_is_its_own_partition_and_a_bad_file_fails_only_its
         ).exists()
 
     assert broken.status == "failed" and "never closed" in (broken.error_message or "")
-    [observation] = [
-        r.asset_observation
-        for r in instance.fetch_observations(FILE_STATUS, limit=10).records
-        if r.asset_observation.partition == broken.partition_key
-    ]
-    assert observation.metadata["status"].value == "failed"
-    assert "line 2" in observation.metadata["error"].value
+    # Its partition is materialized with its outcome: the partition page shows it (status, error).
+    outcome = materialized(instance, broken.partition_key)
+    assert outcome["status"] == "failed"
+    assert "line 2" in outcome["error"]
     assert (settings.data_dir / "failed" / "orders" / f"{broken.file_id}-broken.csv").exists()
-    assert broken.partition_key not in instance.get_materialized_partitions(FILE_STATUS)
     run = instance.get_run_by_id(result.run_id)
     assert run.tags["granula/files"] == "4"
     assert run.tags["granula/dataset"] == "orders"
@@ -90,8 +86,13 @@ def test_small_files_load_in_one_step_and_the_run_stays_small(instance, granula,
     assert {record.status for record in records} == {"completed"}
     steps = {e.step_key for e in result.all_events if e.event_type == DagsterEventType.STEP_START}
     assert len(steps) == 3  # plan, one load step for the twelve files, finish
-    per_file = 1 + 3  # a materialization and three checks
+    per_file = 1 + 3  # a materialization and three checks; the table's once for all twelve
     assert len(instance.all_logs(result.run_id)) - 12 * per_file < 40  # not a step per file
+    tables = instance.fetch_materializations(AssetKey(["datasets", "many"]), limit=10).records
+    assert (
+        len(tables) == 1
+        and tables[0].asset_materialization.metadata["dagster/row_count"].value == 60
+    )
 
 
 def test_a_batch_reexecuted_from_failure_loads_only_what_failed(

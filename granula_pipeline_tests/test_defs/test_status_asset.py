@@ -1,10 +1,13 @@
-"""What a user sees of a file on the `file_status` asset: metadata, observations and checks."""
+"""What a user sees of a file on the `file_status` asset (metadata, checks) and of its dataset's
+table on the dataset's asset (row count, columns, lineage)."""
 
 from __future__ import annotations
 
 import pytest
 from dagster import AssetCheckKey, AssetKey
 
+from granula_pipeline.definitions import build_definitions
+from granula_pipeline.defs.datasets import datasets_loaded_events
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.defs.status import COLUMNS_UNCHANGED, NO_FAILED_CHUNKS, ROWS_ADD_UP
 from granula_pipeline.runs import ingest
@@ -86,9 +89,60 @@ def test_failed_chunk_is_reported_on_the_asset(instance, settings, db, database_
     )
 
     assert not result.success and record.status == "completed_with_errors"
-    observations = instance.fetch_observations(FILE_STATUS, limit=1).records
-    observation = observations[0].asset_observation
-    assert observation.partition == record.partition_key
-    assert observation.metadata["status"].value == "completed_with_errors"
-    assert "chunk one refused" in observation.metadata["error"].value
+    # Materialized with its outcome: the partition page shows a materialization's metadata only.
+    [event] = instance.fetch_materializations(FILE_STATUS, limit=1).records
+    failed = event.asset_materialization
+    assert failed.partition == record.partition_key
+    assert failed.metadata["status"].value == "completed_with_errors"
+    assert "chunk one refused" in failed.metadata["error"].value
+    assert "chunk one refused" in (failed.description or "")
+    assert failed.metadata["run"].value == result.run_id
     assert latest_checks(instance, record.partition_key)[NO_FAILED_CHUNKS] == (False, "ERROR")
+    # The rows it did load (chunks 0 and 2) are in the table, and its asset says so.
+    [table] = instance.fetch_materializations(AssetKey(["datasets", "flaky"]), limit=1).records
+    assert table.asset_materialization.metadata["dagster/row_count"].value == 1 + 20
+    assert table.asset_materialization.metadata["last_file_id"].value == record.file_id
+
+
+def test_each_load_materializes_its_dataset_table(instance, granula, settings):
+    first, _ = ingest(instance, granula, write_orders(settings.inbox / "a.csv", 7), dataset="sales")
+    second, result = ingest(
+        instance, granula, write_orders(settings.inbox / "b.csv", 5, start=100), dataset="sales"
+    )
+    assert result.success
+
+    key = AssetKey(["datasets", "sales"])
+    events = instance.fetch_materializations(key, limit=5).records
+    assert [e.asset_materialization.metadata["dagster/row_count"].value for e in events] == [12, 7]
+    latest = events[0].asset_materialization.metadata
+    assert latest["last_file"].value == "b.csv"
+    assert latest["last_file_partition"].value == second.partition_key
+    assert latest["dagster/table_name"].value.endswith(".datasets.sales")
+    names = [c.name for c in latest["dagster/column_schema"].value.columns]
+    assert names[:3] == ["id", "name", "value"]
+    assert latest["loaded_at"].value >= first.finished_at.timestamp()
+    # The file's own materialization says how long it waited in the queue before it started.
+    [file_event] = instance.fetch_materializations(FILE_STATUS, limit=1).records
+    assert file_event.asset_materialization.metadata["wait_seconds"].value >= 0.0
+
+    # The code location, loaded now, has the table as an asset downstream of file_status.
+    graph = build_definitions(granula.settings, granula=granula).resolve_asset_graph()
+    node = graph.get(key)
+    assert node.parent_keys == {FILE_STATUS}
+    assert node.kinds == {"postgres"} and node.group_name == "datasets"
+    assert node.metadata["dagster/table_name"] == "datasets.sales"
+
+
+def test_a_batch_of_files_materializes_each_table_once(instance, granula, settings):
+    loads = [
+        ingest(instance, granula, write_orders(settings.inbox / f"{n}.csv", rows), dataset=name)[0]
+        for n, (name, rows) in enumerate([("north", 3), ("north", 4), ("south", 2)])
+    ]
+
+    events = datasets_loaded_events(granula, [(r, r.partition_key) for r in loads])
+
+    by_key = {tuple(e.asset_key.path): e.metadata for e in events}
+    assert set(by_key) == {("datasets", "north"), ("datasets", "south")}
+    north = by_key[("datasets", "north")]
+    assert north["files_loaded"].value == 2 and north["dagster/row_count"].value == 7
+    assert north["last_file_id"].value == loads[1].file_id

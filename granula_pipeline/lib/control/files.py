@@ -19,12 +19,14 @@ def register_file(
     priority: int,
     size_bytes: int | None,
 ) -> FileRecord:
-    """Record a file as queued (idempotent per partition key) and return its row."""
+    """Record a file as queued (idempotent per partition key: a file that ended is queued again)
+    and return its row."""
     conn.execute(
         """
         INSERT INTO granula.files (partition_key, filename, path, dataset, priority, size_bytes)
         VALUES (%(key)s, %(filename)s, %(path)s, %(dataset)s, %(priority)s, %(size)s)
-        ON CONFLICT (partition_key) DO NOTHING
+        ON CONFLICT (partition_key) DO UPDATE SET queued_at = now()
+            WHERE granula.files.finished_at IS NOT NULL  -- ended, and asked for again
         """,
         {
             "key": partition_key,
@@ -40,9 +42,9 @@ def register_file(
     return record
 
 
-# A file's row with the progress and duration that the `granula.file_status` view computes.
+# A file's row with the progress, duration and wait that the `granula.file_status` view computes.
 SELECT_FILES = """
-    SELECT f.*, s.progress_percent, s.duration_seconds
+    SELECT f.*, s.progress_percent, s.duration_seconds, s.wait_seconds
     FROM granula.files AS f JOIN granula.file_status AS s USING (file_id)
 """
 
@@ -114,15 +116,22 @@ def reopen_file(conn: psycopg.Connection, file_id: int) -> None:
     conn.execute(
         """
         UPDATE granula.files SET status = %s, failed_chunks = 0, finished_at = NULL,
-               error_message = NULL, updated_at = now()
+               error_message = NULL, queued_at = now(), updated_at = now()
         WHERE file_id = %s AND status <> %s
         """,
         (FileStatus.QUEUED.value, file_id, FileStatus.COMPLETED.value),
     )
 
 
-def refresh_file(conn: psycopg.Connection, file_id: int) -> None:
-    """Recount the file from its chunks; once every chunk has ended, settle its final status."""
+def refresh_file(conn: psycopg.Connection, file_id: int, *, final: bool = False) -> None:
+    """Recount the file from its chunks; once every chunk has ended, settle a failed outcome.
+
+    A file every chunk of which loaded stays `processing` until `final` (what `settle_file` asks
+    once it has checked and moved the file): `completed` is never seen while the file is still in
+    the inbox. A failed outcome is written as soon as it is known, for whoever handles it. The
+    file's `finished_at` is set once, when its status first becomes final, at that moment (not at
+    the start of the chunk's transaction).
+    """
     # Lock first, in its own statement: under READ COMMITTED the UPDATE below then takes a fresh
     # snapshot and counts every chunk committed by concurrent loaders before us.
     conn.execute("SELECT 1 FROM granula.files WHERE file_id = %s FOR UPDATE", (file_id,))
@@ -142,6 +151,15 @@ def refresh_file(conn: psycopg.Connection, file_id: int) -> None:
                                                ORDER BY line_number), '') AS lines
             FROM (SELECT line_number, reason FROM granula.rejected_rows
                   WHERE file_id = %(file_id)s ORDER BY line_number LIMIT 3) AS firsts
+        ), outcome AS (
+            SELECT CASE
+                WHEN counts.processed + counts.failed < f.total_chunks THEN %(processing)s
+                WHEN counts.rejected * 100.0 > f.max_rejected_percent * f.total_rows THEN %(failed)s
+                WHEN counts.failed > 0 THEN %(completed_with_errors)s
+                WHEN NOT %(final)s THEN %(processing)s
+                WHEN counts.rejected > 0 THEN %(completed_with_errors)s
+                ELSE %(completed)s END AS status
+            FROM granula.files AS f, counts WHERE f.file_id = %(file_id)s
         )
         UPDATE granula.files AS f
         SET processed_chunks = counts.processed,
@@ -159,18 +177,18 @@ def refresh_file(conn: psycopg.Connection, file_id: int) -> None:
                     '%%s rows were rejected%%s; see granula.rejected_rows for each line and why',
                     counts.rejected, first_rejected.lines)
                 ELSE f.error_message END,
-            status = CASE
-                WHEN counts.processed + counts.failed < f.total_chunks THEN %(processing)s
-                WHEN counts.rejected * 100.0 > f.max_rejected_percent * f.total_rows THEN %(failed)s
-                WHEN counts.failed > 0 OR counts.rejected > 0 THEN %(completed_with_errors)s
-                ELSE %(completed)s END,
-            finished_at = CASE WHEN counts.processed + counts.failed < f.total_chunks THEN NULL
-                               ELSE now() END,
+            status = outcome.status,
+            finished_at = CASE WHEN outcome.status = %(processing)s THEN NULL
+                               ELSE coalesce(f.finished_at, clock_timestamp()) END,
             updated_at = now()
-        FROM counts, first_rejected
+        FROM counts, first_rejected, outcome
         WHERE f.file_id = %(file_id)s AND f.total_chunks IS NOT NULL
         """,
-        {"file_id": file_id, **{status.name.lower(): status.value for status in FileStatus}},
+        {
+            "file_id": file_id,
+            "final": final,
+            **{status.name.lower(): status.value for status in FileStatus},
+        },
     )
 
 

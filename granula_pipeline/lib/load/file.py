@@ -236,10 +236,12 @@ def settle_file(settings: Settings, file_id: int) -> FileRecord:
     since it was planned (rows appended after its last chunk was read) is not what loaded: what
     it loaded is undone and it fails, kept in `failed/` for a retry. Where its name now leads to
     another file, or to none, it is not moved: that file is someone else's.
+
+    The final status and the file's new place are committed together: nobody reads `completed`
+    of a file still in the inbox.
     """
-    with connect(settings.psycopg_conninfo, autocommit=True) as conn:
-        with conn.transaction():
-            control.refresh_file(conn, file_id)
+    with connect(settings.psycopg_conninfo, autocommit=True) as conn, conn.transaction():
+        control.refresh_file(conn, file_id, final=True)
         record = control.file_by_id(conn, file_id)
         assert record is not None
         folder = record.done_folder
