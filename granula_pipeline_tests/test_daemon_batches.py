@@ -127,7 +127,15 @@ def test_a_batch_killed_mid_way_is_finished_by_run_retries_exactly_once(
             if name.startswith(("DAGSTER_", "MAX_")):
                 monkeypatch.setenv(name, value)
         with DagsterInstance.get() as stack:
-            [running] = stack.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+            running = next(
+                (
+                    r
+                    for r in stack.get_runs(RunsFilter(job_name="ingest_batch"))
+                    if r.status == DagsterRunStatus.STARTED
+                ),
+                None,
+            )
+            assert running is not None, [(r.job_name, r.status) for r in stack.get_runs()]
             assert running.job_name == "ingest_batch" and running.tags["granula/files"] == "4"
             pid = worker_pid(stack, running.run_id)
             assert pid is not None and pid != daemon.pid
