@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,5 +46,6 @@ def running_daemon(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        finally:  # the code server and run workers it started, whatever they are doing
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)

@@ -3,7 +3,6 @@ the time its run takes; and a load stopped with SIGTERM stops at once, its chunk
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
@@ -22,7 +21,7 @@ from granula_pipeline.defs.watchdog import is_running, worker
 from granula_pipeline.runs import ingest
 from granula_pipeline.settings import Settings
 from granula_pipeline_tests.factories import write_orders
-from granula_pipeline_tests.homes import daemon_home
+from granula_pipeline_tests.homes import daemon_home, running_daemon
 from granula_pipeline_tests.loads import chunks, load
 from granula_pipeline_tests.test_crash_recovery import slow_down, wait_for
 
@@ -183,21 +182,8 @@ def daemon(settings, dagster_home):
         SENSOR_INTERVAL_SECONDS="1",
         SETTLE_SECONDS="0",
     )
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    yield env
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    finally:  # the code server and run workers it started, whatever they are doing
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+    with running_daemon(env):
+        yield env
         # A COPY whose process was killed sleeps on in the server (in a test's trigger).
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             conn.execute(

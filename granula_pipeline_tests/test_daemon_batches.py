@@ -69,34 +69,44 @@ def seed(instance, granula, settings, dataset: str) -> None:
     )
 
 
+def use_stack_instance(monkeypatch, env: dict[str, str]) -> None:
+    """This process opens the daemon's instance (DagsterInstance.get) as the UI would."""
+    for name, value in env.items():
+        if name.startswith(("DAGSTER_", "MAX_")):
+            monkeypatch.setenv(name, value)
+
+
 def test_a_priority_9_file_starts_before_the_backlog_still_queued(
-    settings, granula, instance, tmp_path
+    settings, granula, instance, tmp_path, monkeypatch
 ):
     url = settings.database_url
     seed(instance, granula, settings, "backlog")
     slow_down(url, "backlog", 1.0)  # each load takes a second: the queue fills
     env = daemon_env(settings, tmp_path, MAX_CONCURRENCY="1", BATCH_MAX_FILES="1")
-    with running_daemon(env):
+    use_stack_instance(monkeypatch, env)
+    with running_daemon(env), DagsterInstance.get() as stack:
+
+        def runs(status: DagsterRunStatus | None = None) -> dict[str, str]:
+            """Run id by file, of the runs in `status` (all if None)."""
+            found = stack.get_runs(RunsFilter(statuses=[status] if status else []))
+            return {run.tags.get("granula/file", ""): run.run_id for run in found}
+
         for i in range(6):
             drop(settings.inbox / "backlog" / f"low-{i}.csv", 5, start=i * 5)
-        wait_for(lambda: sum(f["status"] == "queued" for f in files(url).values()) >= 4, 120)
+        wait_for(lambda: len(runs(DagsterRunStatus.QUEUED)) >= 4, 120)
         drop(settings.inbox / "priority-9" / "backlog" / "urgent.csv", 5, start=100)
-        wait_for(
-            lambda: (
-                all(f["status"] == "completed" for f in files(url).values())
-                and len(files(url)) == 8
-            ),
-            timeout=180,
-        )
-    seen = files(url)
-    urgent = seen["urgent.csv"]
-    still_queued = [
-        name
-        for name, f in seen.items()
-        if name.startswith("low-") and f["started"] > urgent["registered"]
-    ]
-    assert still_queued, "the backlog had all started before the urgent file settled"
-    assert all(seen[name]["started"] > urgent["started"] for name in still_queued)
+        wait_for(lambda: "priority-9/backlog/urgent.csv" in runs(), 60)
+        queued_behind = runs(DagsterRunStatus.QUEUED)  # when the urgent run joined the queue
+        queued_behind.pop("priority-9/backlog/urgent.csv", None)
+        wait_for(lambda: len(runs(DagsterRunStatus.SUCCESS)) == 7, timeout=180)
+        started = {
+            record.dagster_run.tags["granula/file"]: record.start_time
+            for record in stack.get_run_records(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
+        }
+    assert queued_behind, "the backlog had all started before the urgent file was queued"
+    urgent = started["priority-9/backlog/urgent.csv"]
+    assert all(started[name] > urgent for name in queued_behind), (urgent, started)
+    assert all(f["status"] == "completed" for f in files(url).values())
 
 
 def test_a_batch_killed_mid_way_is_finished_by_run_retries_exactly_once(
@@ -115,17 +125,17 @@ def test_a_batch_killed_mid_way_is_finished_by_run_retries_exactly_once(
         for staging, name in zip(staged, names, strict=True):
             staging.rename(settings.inbox / "killed" / name)
 
-        def loaded_chunks() -> int:
+        def loaded_chunks() -> int:  # of this batch's files: the module's database is shared
             with psycopg.connect(url) as conn:
                 row = conn.execute(
-                    "SELECT count(*) FROM granula.chunks WHERE status = 'loaded'"
+                    "SELECT count(*) FROM granula.chunks JOIN granula.files USING (file_id) "
+                    "WHERE chunks.status = 'loaded' AND filename = ANY(%s)",
+                    (names,),
                 ).fetchone()
             return int(row[0]) if row else 0
 
-        wait_for(lambda: loaded_chunks() >= 4, timeout=120)  # the seed, then a few chunks
-        for name, value in env.items():
-            if name.startswith(("DAGSTER_", "MAX_")):
-                monkeypatch.setenv(name, value)
+        wait_for(lambda: loaded_chunks() >= 3, timeout=120)  # of 16 chunks, 1 s each
+        use_stack_instance(monkeypatch, env)
         with DagsterInstance.get() as stack:
             running = next(
                 (

@@ -27,6 +27,31 @@ START_DEADLINE = 120  # seconds for the embedded server, then the webserver, to 
 STOP_DEADLINE = 60  # seconds for `granula up` to exit once signalled
 
 
+def start_granula_up(
+    tmp_path: Path, *, unset: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], dict[str, str], Path, int, Path]:
+    """`granula up` as a newcomer runs it, in `tmp_path` with nothing set: the process, its
+    environment, its embedded server's data folder, its UI's port and its output's file."""
+    for name in ("workspace.yaml", "dagster.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    pgdata = (tmp_path / ".granula" / "pgdata").resolve()
+    dropped = {"DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME", *unset}
+    env = {key: value for key, value in os.environ.items() if key not in dropped}
+    env["DATA_DIR"] = str(tmp_path / "data")
+    port = _free_port()
+    log = tmp_path / "granula.log"
+    with log.open("wb") as out:
+        granula = subprocess.Popen(
+            [*GRANULA, "up", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own, to signal as a terminal does
+        )
+    return granula, env, pgdata, port, log
+
+
 @pytest.mark.parametrize(
     ("signum", "to_group"),
     [
@@ -37,24 +62,8 @@ STOP_DEADLINE = 60  # seconds for `granula up` to exit once signalled
     ],
 )
 def test_granula_up_stops_its_embedded_server(tmp_path, signum, to_group):
-    for name in ("workspace.yaml", "dagster.yaml"):
-        shutil.copy(REPO / name, tmp_path / name)
-    pgdata = (tmp_path / ".granula" / "pgdata").resolve()
-    unset = {"DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME"}
-    env = {key: value for key, value in os.environ.items() if key not in unset}
-    env["DATA_DIR"] = str(tmp_path / "data")
-    port = _free_port()
-    log = tmp_path / "granula.log"
+    granula, _env, pgdata, port, log = start_granula_up(tmp_path)
     dagster: list[psutil.Process] = []
-    with log.open("wb") as out:
-        granula = subprocess.Popen(
-            [*GRANULA, "up", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a process group of its own, to signal as a terminal does
-        )
     try:
         _wait_until_up(granula, pgdata, port, log)
         dagster = psutil.Process(granula.pid).children(recursive=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -21,12 +20,11 @@ from granula_pipeline.stack import relay_output
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.test_stack_shutdown import (
     GRANULA,
-    REPO,
     STOP_DEADLINE,
-    _free_port,
     _kill_leftovers,
     _tail,
     _wait_until_up,
+    start_granula_up,
 )
 
 pytestmark = pytest.mark.slow  # starts `granula up`: an embedded server and dagster dev
@@ -38,24 +36,8 @@ ALARMING = ("warning", "debug", "traceback", "error", "deprecat", "supersed")
 
 
 def test_granula_up_starts_quietly_and_the_cli_uses_its_instance(tmp_path):
-    for name in ("workspace.yaml", "dagster.yaml"):
-        shutil.copy(REPO / name, tmp_path / name)
-    pgdata = (tmp_path / ".granula" / "pgdata").resolve()
-    unset = {"DATABASE_URL", "DAGSTER_PG_URL", "DAGSTER_HOME", "DAGSTER_LOG_LEVEL"}
-    env = {key: value for key, value in os.environ.items() if key not in unset}
-    env["DATA_DIR"] = str(tmp_path / "data")
-    port = _free_port()
-    log = tmp_path / "granula.log"
+    granula, env, pgdata, port, log = start_granula_up(tmp_path, unset=("DAGSTER_LOG_LEVEL",))
     dagster: list[psutil.Process] = []
-    with log.open("wb") as out:
-        granula = subprocess.Popen(
-            [*GRANULA, "up", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     try:
         _wait_until_up(granula, pgdata, port, log)
         dagster = psutil.Process(granula.pid).children(recursive=True)
