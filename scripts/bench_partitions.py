@@ -5,7 +5,8 @@ For each partition count N (`--counts`, default 0, 10k, 50k), on a fresh databas
 that database, as `granula up` and compose have it):
 
   seed     N keys added with `add_dynamic_partitions` in slices, then runless materializations
-           (the metadata `file_status` records) for a sample of them, timed per event
+           (the metadata `file_status` records) for a sample of them (1% or 500, whichever is
+           fewer; `--materialized 1` for all), timed per event
   keys     what a tick costs Dagster's storage: `add_dynamic_partitions` of 50 new keys,
            `get_dynamic_partitions` (all keys, as `granula prune` reads them),
            `has_dynamic_partition` (the daemon asks it per key it is told to add),
@@ -23,6 +24,7 @@ Prints a table and writes JSON (bench-out/bench_partitions.json).
 
     .venv/bin/python scripts/bench_partitions.py
     .venv/bin/python scripts/bench_partitions.py --counts 0,1000 --reps 3 --page-reps 1
+    .venv/bin/python scripts/bench_partitions.py --counts 10k,50k --materialized 1
 """
 
 from __future__ import annotations
@@ -163,14 +165,18 @@ def dagster_home(folder: Path) -> Path:
     return home
 
 
-def seed(instance: DagsterInstance, result: CountResult) -> None:
-    """N keys in slices, then materializations of a sample (every k-th key), each timed."""
+def seed(instance: DagsterInstance, result: CountResult, materialized: float | None) -> None:
+    """N keys in slices, then materializations of a sample (every k-th key), each timed: 1% or
+    500, whichever is fewer, or the fraction `materialized` of the keys."""
     started = time.perf_counter()
     for start in range(0, result.partitions, SLICE):
         keys = [seeded_key(i) for i in range(start, min(start + SLICE, result.partitions))]
         instance.add_dynamic_partitions(INBOX_PARTITIONS_NAME, keys)
     result.seed_seconds = time.perf_counter() - started
-    result.sampled = min(SAMPLE_MAX, result.partitions // 100)
+    if materialized is None:
+        result.sampled = min(SAMPLE_MAX, result.partitions // 100)
+    else:
+        result.sampled = round(materialized * result.partitions)
     step = result.partitions // result.sampled if result.sampled else 0
     for n in range(result.sampled):
         key = seeded_key(n * step)
@@ -360,7 +366,9 @@ def record_query(request: Any, queries: dict[str, float]) -> None:
     queries[name] = max(queries.get(name, 0.0), seconds)
 
 
-def run_count(count: int, admin_url: str, reps: int, page_reps: int, ui: bool) -> CountResult:
+def run_count(
+    count: int, admin_url: str, reps: int, page_reps: int, ui: bool, materialized: float | None
+) -> CountResult:
     result = CountResult(partitions=count, load_average=os.getloadavg()[0])
     with (
         fresh_database(admin_url, "granula_bench_partitions") as database_url,
@@ -380,7 +388,7 @@ def run_count(count: int, admin_url: str, reps: int, page_reps: int, ui: bool) -
             instance = DagsterInstance.get()
             try:
                 print(f"[{count}] seeding", flush=True)
-                seed(instance, result)
+                seed(instance, result, materialized)
                 print(f"[{count}] seeded in {result.seed_seconds:.1f}s", flush=True)
                 measure_keys(instance, result, reps)
                 measure_ticks(instance, settings, result, reps)
@@ -429,7 +437,13 @@ def print_table(results: list[CountResult]) -> None:
 
 
 def parse_counts(text: str) -> list[int]:
-    return [int(item.strip().replace("_", "")) for item in text.split(",") if item.strip()]
+    """`0,10k,50_000`: partition counts, with an optional k suffix."""
+    counts = []
+    for item in text.replace("_", "").split(","):
+        item = item.strip().lower()
+        if item:
+            counts.append(int(float(item[:-1]) * 1000) if item.endswith("k") else int(item))
+    return counts
 
 
 def main() -> None:
@@ -437,13 +451,20 @@ def main() -> None:
     parser.add_argument("--counts", type=parse_counts, default=[0, 10_000, 50_000])
     parser.add_argument("--reps", type=int, default=5, help="storage calls and ticks")
     parser.add_argument("--page-reps", type=int, default=3, help="asset page loads")
+    parser.add_argument(
+        "--materialized",
+        type=float,
+        help="the fraction of partitions materialized (default: 1%% or 500, whichever is fewer)",
+    )
     parser.add_argument("--no-ui", action="store_true", help="skip the webserver and browser")
     parser.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
     parser.add_argument("--out", type=Path, default=REPO / "bench-out" / "bench_partitions.json")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()}", flush=True)
     results = [
-        run_count(count, args.admin_url, args.reps, args.page_reps, not args.no_ui)
+        run_count(
+            count, args.admin_url, args.reps, args.page_reps, not args.no_ui, args.materialized
+        )
         for count in args.counts
     ]
     print_table(results)
