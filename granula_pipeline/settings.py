@@ -72,8 +72,9 @@ class Settings(BaseSettings):
     )
     csv_delimiter: str = Field(
         default="",
-        description="Field delimiter of .csv/.txt files (`tab` for a tab); empty: detected "
-        "from the header line. .tsv files are always tab-separated.",
+        description="Field delimiter of .csv/.txt files (`tab` for a tab); empty: sniffed "
+        "with the rest of the dialect (README, CSV dialects). .tsv files are always "
+        "tab-separated.",
     )
     delete_file_on_complete: bool = False
     max_rejected_percent: float = Field(

@@ -1,4 +1,5 @@
-"""The Dagster UI, for real: a file's status metadata and checks, its chunk steps, a failed load
+"""The Dagster UI, for real: a file's status metadata and checks, its chunk steps, a batched file's
+own partition, a failed load
 with its error on its partition page, the dataset's table as an asset with its row count,
 columns and lineage, and a `granula ingest` run in the runs list with its tags.
 
@@ -6,8 +7,9 @@ Two files go through `ingest` and one through `granula ingest` on a DAGSTER_HOME
 `dagster-webserver` serves that instance, and Chromium (Debian's, driven by Playwright) reads the
 pages a user would open.
 Screenshots go to the test's temp dir; with GRANULA_UPDATE_SCREENSHOTS=1 they also replace
-docs/ui-asset.png, ui-failed-file.png, ui-checks.png, ui-run.png, ui-dataset.png and
-ui-dataset-lineage.png; with GRANULA_SHOTS_DIR set, every screenshot is copied there too.
+docs/ui-asset.png, ui-batched-file.png, ui-failed-file.png, ui-checks.png, ui-run.png,
+ui-dataset.png and ui-dataset-lineage.png; with GRANULA_SHOTS_DIR set, every screenshot is copied
+there too.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from dagster import DagsterInstance
 from granula_pipeline.defs.resources import GranulaResource
 from granula_pipeline.lib.db.migrate import ensure_migrated
 from granula_pipeline.lib.model import FileRecord
-from granula_pipeline.runs import ingest
+from granula_pipeline.runs import ingest, ingest_batch_of
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.faults import inject_fault
 
@@ -62,6 +64,7 @@ UI_TIMEOUT_MS = 20_000
 CHUNK_SIZE = 10
 ROWS = 30
 CLI_ROWS = 5
+BATCH_ROWS = 4
 CHUNK_STEPS = [f"load_chunk[{i:05d}]" for i in range(ROWS // CHUNK_SIZE)]
 
 # The UI's own settings: no telemetry, and no "join the community" dialog over the pages.
@@ -188,6 +191,8 @@ class Loaded:
     bad: FileRecord
     bad_run_id: str
     cli: dict
+    batched: FileRecord
+    batch_run_id: str
 
 
 @pytest.fixture
@@ -211,6 +216,13 @@ def loaded(home_instance: DagsterInstance, webserver: Webserver, database_url: s
     )
     assert done.returncode == 0, done.stderr[-3000:]
     cli = json.loads(done.stdout.strip().splitlines()[-1])
+    # Two small exports in one ingest_batch run, as the inbox sensor batches them.
+    exports = [
+        write_orders(inbox / "exports" / f"day-{i}.csv", BATCH_ROWS, start=i * 100)
+        for i in range(2)
+    ]
+    batched, batch_run = ingest_batch_of(home_instance, granula, exports, log_level="WARNING")
+    assert [r.status for r in batched] == ["completed", "completed"] and batch_run.success
     with psycopg.connect(database_url, autocommit=True) as db:
         inject_fault(db, "orders", chunk=1, message="chunk one refused")
     bad, bad_run = ingest(
@@ -221,7 +233,7 @@ def loaded(home_instance: DagsterInstance, webserver: Webserver, database_url: s
         log_level="WARNING",
     )
     assert bad.status == "completed_with_errors" and not bad_run.success
-    return Loaded(good, good_run.run_id, bad, bad_run.run_id, cli)
+    return Loaded(good, good_run.run_id, bad, bad_run.run_id, cli, batched[0], batch_run.run_id)
 
 
 def test_ui_shows_file_status_checks_chunk_steps_and_failures(
@@ -260,6 +272,21 @@ def test_ui_shows_file_status_checks_chunk_steps_and_failures(
     expect(page.get_by_text("Materialized", exact=True).first).to_be_visible()
     screenshot("ui-asset.png")
 
+    # A file loaded in a batch: its own partition, with its own metadata, from the batch's run.
+    batched = loaded.batched
+    page.goto(f"{assets}?view=partitions&partition={quote(batched.partition_key, safe='')}")
+    expect(page.get_by_text(batched.partition_key).first).to_be_visible()
+    for key, value in [
+        ("status", "completed"),
+        ("loaded_rows", str(BATCH_ROWS)),
+        ("dataset", "exports"),
+        ("filename", "day-0.csv"),
+    ]:
+        row = page.locator("tr").filter(has=page.get_by_text(key, exact=True))
+        expect(row.first.locator("td").nth(1)).to_have_text(value)
+    expect(page.get_by_text(loaded.batch_run_id[:8]).first).to_be_visible()
+    screenshot("ui-batched-file.png")
+
     # The failed file's partition: its status, its error and its metadata on the page itself.
     page.set_viewport_size({"width": 1400, "height": 1300})
     page.goto(f"{assets}?view=partitions&partition={quote(bad.partition_key, safe='')}")
@@ -282,6 +309,7 @@ def test_ui_shows_file_status_checks_chunk_steps_and_failures(
     history = page.locator("tr")
     expect(history.filter(has_text=good.partition_key)).to_contain_text("Passed")
     expect(history.filter(has_text=bad.partition_key)).to_contain_text("Failed")
+    expect(history.filter(has_text=loaded.batched.partition_key)).to_contain_text("Passed")
     screenshot("ui-checks.png")
 
     # The failed run: the refused chunk's step is the one that errored, with PostgreSQL's reason.
@@ -326,6 +354,9 @@ def test_ui_shows_file_status_checks_chunk_steps_and_failures(
     page.goto(f"{webserver.url}/runs")
     expect(page.get_by_text(loaded.cli["run_id"][:8]).first).to_be_visible()
     expect(page.get_by_text(re.compile(r"^granula/file: external/cli\.csv-")).first).to_be_visible()
+    # ...and the batch's: its first file, how many, and their size, readable.
+    expect(page.get_by_text("granula/file: exports/day-0.csv (+1 more)").first).to_be_visible()
+    expect(page.get_by_text("granula/files: 2").first).to_be_visible()
     screenshot("ui-runs.png", docs=False)
 
 
