@@ -1,7 +1,7 @@
 """The Dagster UI, for real: a file's status metadata and checks, its chunk steps, a batched file's
-own partition, a failed load
-with its error on its partition page, the dataset's table as an asset with its row count,
-columns and lineage, and a `granula ingest` run in the runs list with its tags.
+own partition, a failed load with its error on its partition page, the dataset's table as an
+asset with its row count, columns and lineage, and the runs list with the tags of a `granula
+ingest` run and of a batch.
 
 Two files go through `ingest` and one through `granula ingest` on a DAGSTER_HOME instance,
 `dagster-webserver` serves that instance, and Chromium (Debian's, driven by Playwright) reads the
