@@ -52,21 +52,21 @@ NAMED_WAITING = 5
 
 def run_tags(batch: Batch, max_run_seconds: int) -> dict[str, str]:
     """What the runs list shows and filters on: priority, file(s), dataset(s), size."""
-    files = batch.files
-    datasets = batch.datasets
     return {
         "dagster/priority": str(batch.priority),
         "granula/priority": str(batch.priority),
-        "granula/file": files[0].relative_path
-        + (f" (+{len(files) - 1} more)" if len(files) > 1 else ""),
-        "granula/files": str(len(files)),
-        "granula/dataset": datasets[0]
-        if len(datasets) == 1
-        else ", ".join(datasets[:3])
-        + (f" (+{len(datasets) - 3} more)" if len(datasets) > 3 else ""),
+        "granula/file": _few([found.relative_path for found in batch.files], shown=1),
+        "granula/files": str(len(batch.files)),
+        "granula/dataset": _few(batch.datasets, shown=3),
         "granula/size": readable_size(batch.size_bytes),
         MAX_RUNTIME_TAG: str(max_run_seconds),
     }
+
+
+def _few(names: list[str], *, shown: int) -> str:
+    """`a, b, c (+2 more)`: the first `shown` names, and how many more."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" (+{more} more)" if more > 0 else "")
 
 
 def build_inbox_sensor(interval_seconds: int) -> SensorDefinition:
@@ -155,10 +155,8 @@ def _run_request(batch: Batch, settings: Settings) -> RunRequest:
 def _waiting_reason(settings: Settings, scan: InboxScan) -> SkipReason:
     if not scan.waiting:
         return SkipReason(f"no new files in {settings.inbox}")
-    names = ", ".join(found.relative_path for found in scan.waiting[:NAMED_WAITING])
-    more = len(scan.waiting) - NAMED_WAITING
+    names = _few([found.relative_path for found in scan.waiting], shown=NAMED_WAITING)
     return SkipReason(
         f"{len(scan.waiting)} file(s) still being written or just arrived "
         f"(a file loads once unchanged for {settings.settle_seconds:g}s): {names}"
-        + (f" and {more} more" if more > 0 else "")
     )

@@ -108,7 +108,7 @@ def test_the_skip_reason_names_the_first_waiting_files_and_counts_the_rest(
     for i in range(7):
         write(settings.inbox / f"w{i}.csv", "id\n1\n", age_seconds=0)
     reason = str(tick(instance, settling(settings, 3600), None).skip_reason)
-    assert "7 file(s)" in reason and "w0.csv, w1.csv" in reason and "and 2 more" in reason
+    assert "7 file(s)" in reason and "w0.csv, w1.csv" in reason and "(+2 more)" in reason
 
 
 def test_same_file_is_launched_only_once(instance, granula, settings):
