@@ -137,9 +137,8 @@ def load_chunks(
         file_id = task.target.file_id
         try:
             result = copy_chunk(context, granula, task)
-        except Failure as failure:  # the file has failed: its partition says so
+        except Failure as failure:  # its file has failed, and copy_chunk has reported it
             failures.append(f"{task.partition_key}: {failure.description}")
-            yield from ended_events(context, granula, task.partition_key, file_id)[1]
             continue
         rows, rejected = rows + result.row_count, rejected + result.rejected_rows
         if result.outcome != "loaded":
