@@ -205,6 +205,11 @@ class Settings(BaseSettings):
 
     def require_database_url(self) -> str:
         if not self.database_url:
+            if STACK_DATABASE_URL.parent.is_dir():  # a stack was set up here: not running yet
+                raise MissingDatabase(
+                    "DATABASE_URL is not set and the `granula up` of this folder is not running, "
+                    "or still starting: start it (or wait for its UI), or export DATABASE_URL."
+                )
             raise MissingDatabase(
                 "DATABASE_URL is not set: export it, or run `granula up` (embedded server)."
             )

@@ -196,7 +196,8 @@ def test_status_beside_a_running_stack_uses_its_database(env, tmp_path, db):
         timeout=120,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "DATABASE_URL is not set" in json.loads(done.stdout)["error"]
+    error = json.loads(done.stdout)["error"]
+    assert "DATABASE_URL is not set and the `granula up` of this folder is not running" in error
 
 
 def test_inbox_lists_each_file_with_why_it_has_not_loaded(env, settings, db):
