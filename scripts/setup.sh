@@ -14,6 +14,13 @@ if [ "${GRANULA_REINSTALL:-0}" != 1 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" 
   exit 0
 fi
 rm -f "$STAMP"
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev,deploy,embedded]"
+# pip's and the build backend's notices go to a log, shown only if the install fails.
+LOG=.venv/install.log
+echo "Granula: installing into .venv (a few minutes the first time; log: $LOG)" >&2
+if ! { .venv/bin/python -m pip install --quiet --upgrade pip &&
+  .venv/bin/python -m pip install --quiet -e ".[dev,deploy,embedded]"; } >"$LOG" 2>&1; then
+  cat "$LOG" >&2
+  echo "Granula: the install failed (above, and in $LOG)" >&2
+  exit 1
+fi
 echo "$WANT" > "$STAMP"
