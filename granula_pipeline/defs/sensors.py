@@ -1,5 +1,6 @@
 """The inbox sensor: new files, once completely written, launched in batches by priority."""
 
+import hashlib
 import time
 import warnings
 
@@ -144,8 +145,12 @@ def _run_request(batch: Batch, settings: Settings) -> RunRequest:
         return RunRequest(
             run_key=keys[0], job_name=ingest_file.name, partition_key=keys[0], tags=tags
         )
+    # The run key names the whole batch: a tick evaluated again (its cursor lost) that groups
+    # other files with the same first one still launches them; a file launched twice is loaded
+    # once (its chunks' ledger).
+    digest = hashlib.blake2b("\n".join(keys).encode(), digest_size=8).hexdigest()
     return RunRequest(
-        run_key="batch:" + keys[0],
+        run_key=f"batch:{digest}",
         job_name=ingest_batch.name,
         run_config=batch_run_config(keys),
         tags=tags,

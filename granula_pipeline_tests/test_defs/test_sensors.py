@@ -161,6 +161,7 @@ def test_small_files_of_one_priority_share_an_ingest_batch_run(instance, granula
     keys = batch.run_config["ops"]["plan_batch"]["config"]["partition_keys"]
     assert [relative_path_of(key) for key in keys] == [f"orders/day-{i}.csv" for i in range(3)]
     assert batch.tags["granula/files"] == "3"
+    assert batch.run_key.startswith("batch:") and batch.run_key != rush.run_key
     assert batch.tags["granula/file"] == "orders/day-0.csv (+2 more)"
     assert batch.tags["granula/dataset"] == "orders"
     assert batch.tags["dagster/priority"] == "0"
