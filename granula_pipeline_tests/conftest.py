@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -20,16 +21,31 @@ ADMIN_URL = os.environ.get(
 )
 
 
-@pytest.fixture(scope="module")
-def database_url() -> Iterator[str]:
-    """A new database for this test module, dropped afterwards."""
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new, empty database on the test server, dropped afterwards."""
     name = f"granula_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    """A new database for this test module, dropped afterwards."""
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def empty_database() -> Iterator[str]:
+    """A database with nothing in it, for this test alone (the module's own one is migrated)."""
+    with fresh_database() as url:
+        yield url
 
 
 @pytest.fixture

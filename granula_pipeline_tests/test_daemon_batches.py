@@ -16,6 +16,7 @@ from granula_pipeline.runs import ingest
 from granula_pipeline_tests.factories import write_orders
 from granula_pipeline_tests.homes import daemon_home, running_daemon
 from granula_pipeline_tests.test_crash_recovery import slow_down, wait_for
+from granula_pipeline_tests.test_daemon_recovery import loaded_chunks_of
 
 pytestmark = pytest.mark.slow
 
@@ -125,16 +126,8 @@ def test_a_batch_killed_mid_way_is_finished_by_run_retries_exactly_once(
         for staging, name in zip(staged, names, strict=True):
             staging.rename(settings.inbox / "killed" / name)
 
-        def loaded_chunks() -> int:  # of this batch's files: the module's database is shared
-            with psycopg.connect(url) as conn:
-                row = conn.execute(
-                    "SELECT count(*) FROM granula.chunks JOIN granula.files USING (file_id) "
-                    "WHERE chunks.status = 'loaded' AND filename = ANY(%s)",
-                    (names,),
-                ).fetchone()
-            return int(row[0]) if row else 0
-
-        wait_for(lambda: loaded_chunks() >= 3, timeout=120)  # of 16 chunks, 1 s each
+        # Of this batch's own files (the module's database is shared): of 16 chunks, 1 s each.
+        wait_for(lambda: loaded_chunks_of(url, *names) >= 3, timeout=120)
         use_stack_instance(monkeypatch, env)
         with DagsterInstance.get() as stack:
             running = next(

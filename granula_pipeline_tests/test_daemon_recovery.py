@@ -59,12 +59,13 @@ def file_status(url: str, filename: str) -> tuple[int, str] | None:
     return (int(row[0]), str(row[1])) if row else None
 
 
-def loaded_chunks_of(url: str, filename: str) -> int:
+def loaded_chunks_of(url: str, *filenames: str) -> int:
+    """Chunks loaded so far of the files of these names."""
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT count(*) FROM granula.chunks JOIN granula.files USING (file_id) "
-            "WHERE filename = %s AND chunks.status = 'loaded'",
-            (filename,),
+            "WHERE filename = ANY(%s) AND chunks.status = 'loaded'",
+            (list(filenames),),
         ).fetchone()
     return int(row[0]) if row else 0
 

@@ -41,10 +41,11 @@ warnings.filterwarnings(
 # Read by the daemon's run monitoring: a run still going after this many seconds is failed and
 # its process stopped (0: no limit). Kept by re-executions and run retries.
 MAX_RUNTIME_TAG = "dagster/max_runtime"
-# A tick returns within about this long and leaves the rest to the next one (the daemon's loop
-# turns every 5 s): it may wait this long for a file about to settle, and registers files until
-# this much time has gone.
-TICK_SECONDS = 1.5
+# A tick returns within a few seconds and leaves the rest to the next one (the daemon's loop
+# turns every 5 s): it waits at most SETTLE_WAIT_SECONDS for a file about to settle, and
+# registers files until TICK_SECONDS have gone since it began.
+SETTLE_WAIT_SECONDS = 1.5
+TICK_SECONDS = 3.0
 # Two looks within a tick are at least this far apart, so a file still growing shows it.
 LOOK_GAP_SECONDS = 0.5
 # Waiting files named in the tick's skip reason; the rest are counted.
@@ -87,7 +88,7 @@ def inbox_sensor(context: SensorEvaluationContext, granula: GranulaResource) -> 
     started = time.monotonic()
     scan = _look(settings, InboxCursor.from_json(context.cursor))
     wait = scan.next_ready_in(time.time_ns(), settings.settle_seconds)
-    if wait is not None and wait <= TICK_SECONDS:  # about to settle: worth a second look now
+    if wait is not None and wait <= SETTLE_WAIT_SECONDS:  # about to settle: look again now
         time.sleep(max(wait, LOOK_GAP_SECONDS))
         scan = _look(settings, scan.cursor)
     if not scan.ready:
@@ -104,7 +105,7 @@ def inbox_sensor(context: SensorEvaluationContext, granula: GranulaResource) -> 
             max_bytes=settings.batch_max_bytes,
             spread=settings.max_concurrency,
         ):
-            if requests and time.monotonic() - started > 2 * TICK_SECONDS:
+            if requests and time.monotonic() - started > TICK_SECONDS:
                 break  # the rest next tick, highest priority first again
             for found in batch.files:
                 control.register_file(
@@ -138,19 +139,26 @@ def _look(settings: Settings, cursor: InboxCursor) -> InboxScan:
     )
 
 
+def run_key(partition_keys: list[str]) -> str:
+    """The run key of a run of these files: a lone file's partition key, or a digest naming a
+    batch's every file, so a tick evaluated again (its cursor lost) that groups other files
+    behind the same first one still launches them. A file launched twice loads once (its
+    chunks' ledger)."""
+    if len(partition_keys) == 1:
+        return partition_keys[0]
+    digest = hashlib.blake2b("\n".join(partition_keys).encode(), digest_size=8).hexdigest()
+    return f"batch:{digest}"
+
+
 def _run_request(batch: Batch, settings: Settings) -> RunRequest:
     keys = [found.partition_key for found in batch.files]
     tags = run_tags(batch, settings.max_run_seconds)
     if len(keys) == 1:
         return RunRequest(
-            run_key=keys[0], job_name=ingest_file.name, partition_key=keys[0], tags=tags
+            run_key=run_key(keys), job_name=ingest_file.name, partition_key=keys[0], tags=tags
         )
-    # The run key names the whole batch: a tick evaluated again (its cursor lost) that groups
-    # other files with the same first one still launches them; a file launched twice is loaded
-    # once (its chunks' ledger).
-    digest = hashlib.blake2b("\n".join(keys).encode(), digest_size=8).hexdigest()
     return RunRequest(
-        run_key=f"batch:{digest}",
+        run_key=run_key(keys),
         job_name=ingest_batch.name,
         run_config=batch_run_config(keys),
         tags=tags,

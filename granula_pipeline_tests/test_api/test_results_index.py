@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 from alembic import command
@@ -17,15 +14,9 @@ from granula_pipeline.settings import sqlalchemy_url
 
 
 @pytest.fixture
-def database_at_0007(database_url: str) -> Iterator[str]:
-    name = f"granula_0007_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = database_url.rsplit("/", 1)[0] + f"/{name}"
-    command.upgrade(alembic_config(sqlalchemy_url(url, "psycopg")), "0007")
-    yield url
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def database_at_0007(empty_database: str) -> str:
+    command.upgrade(alembic_config(sqlalchemy_url(empty_database, "psycopg")), "0007")
+    return empty_database
 
 
 def test_a_table_loaded_before_0008_gets_the_row_order_of_its_rows_and_the_index(

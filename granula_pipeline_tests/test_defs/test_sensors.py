@@ -10,7 +10,12 @@ import pytest
 from dagster import SensorResult, build_sensor_context
 
 from granula_pipeline.defs.resources import GranulaResource
-from granula_pipeline.defs.sensors import LOOK_GAP_SECONDS, TICK_SECONDS, build_inbox_sensor
+from granula_pipeline.defs.sensors import (
+    LOOK_GAP_SECONDS,
+    SETTLE_WAIT_SECONDS,
+    build_inbox_sensor,
+    run_key,
+)
 from granula_pipeline.lib.control import files as control
 from granula_pipeline.lib.inbox.scan import relative_path_of
 from granula_pipeline.settings import Settings
@@ -19,20 +24,9 @@ pytestmark = pytest.mark.slow
 inbox_sensor = build_inbox_sensor(interval_seconds=5)
 
 
-def tick(
-    instance, granula: GranulaResource, cursor: str | None, env: dict[str, str] | None = None
-) -> SensorResult:
+def tick(instance, granula: GranulaResource, cursor: str | None) -> SensorResult:
     context = build_sensor_context(instance=instance, cursor=cursor, resources={"granula": granula})
-    saved = {name: os.environ.get(name) for name in env or {}}
-    os.environ.update(env or {})
-    try:
-        result = inbox_sensor(context)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    result = inbox_sensor(context)
     assert isinstance(result, SensorResult)
     return result
 
@@ -74,7 +68,7 @@ def test_a_quiet_new_file_is_launched_at_the_first_look(instance, granula, setti
 def test_a_file_being_written_waits_until_it_has_been_quiet_for_the_settle_time(
     instance, granula, settings
 ):
-    slow = settling(settings, TICK_SECONDS + 0.5)  # longer than a tick waits
+    slow = settling(settings, SETTLE_WAIT_SECONDS + 0.5)  # longer than a tick waits
     path = write(settings.inbox / "big.csv", "id\n1\n")  # its ctime is now, whatever its mtime
     first = tick(instance, slow, None)
     assert not first.run_requests
@@ -82,7 +76,7 @@ def test_a_file_being_written_waits_until_it_has_been_quiet_for_the_settle_time(
     write(path, "id\n1\n2\n")  # grew since the last look
     assert not tick(instance, slow, first.cursor).run_requests
 
-    time.sleep(TICK_SECONDS + 0.5)
+    time.sleep(SETTLE_WAIT_SECONDS + 0.5)
     assert requested_files(tick(instance, slow, first.cursor)) == ["big.csv"]
 
 
@@ -161,7 +155,9 @@ def test_small_files_of_one_priority_share_an_ingest_batch_run(instance, granula
     keys = batch.run_config["ops"]["plan_batch"]["config"]["partition_keys"]
     assert [relative_path_of(key) for key in keys] == [f"orders/day-{i}.csv" for i in range(3)]
     assert batch.tags["granula/files"] == "3"
-    assert batch.run_key.startswith("batch:") and batch.run_key != rush.run_key
+    assert rush.run_key == rush.partition_key and batch.run_key == run_key(keys)
+    # The batch's key names every file: the same first file in another batch is another run.
+    assert run_key([keys[0], keys[1]]) != run_key(keys) != run_key([keys[0], keys[2], keys[1]])
     assert batch.tags["granula/file"] == "orders/day-0.csv (+2 more)"
     assert batch.tags["granula/dataset"] == "orders"
     assert batch.tags["dagster/priority"] == "0"
@@ -170,11 +166,12 @@ def test_small_files_of_one_priority_share_an_ingest_batch_run(instance, granula
     assert all(control.file_by_key(db, key) is not None for key in keys)
 
 
-def test_a_file_over_the_batch_size_has_a_run_of_its_own(instance, granula, settings):
+def test_a_file_over_the_batch_size_has_a_run_of_its_own(instance, granula, settings, monkeypatch):
     write(settings.inbox / "small.csv", "id\n1\n")
     write(settings.inbox / "small2.csv", "id\n2\n")
     write(settings.inbox / "huge.csv", "id\n" + "1\n" * 600_000)  # 1.1 MiB
-    result = tick(instance, granula, None, env={"BATCH_MAX_MB": "1"})
+    monkeypatch.setenv("BATCH_MAX_MB", "1")
+    result = tick(instance, granula, None)
 
     jobs = {r.tags["granula/file"]: r.job_name for r in result.run_requests}
     assert jobs == {"huge.csv": "ingest_file", "small.csv (+1 more)": "ingest_batch"}

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
@@ -20,17 +17,6 @@ CATALOG = """
     WHERE n.nspname = 'granula'
     ORDER BY c.relname, a.attnum
 """
-
-
-@pytest.fixture
-def empty_database(database_url: str) -> Iterator[str]:
-    """A database with nothing in it, for this test alone (the module's own one is migrated)."""
-    name = f"granula_migrations_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield database_url.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def relations(conn: psycopg.Connection) -> dict[str, str]:
